@@ -1,0 +1,1 @@
+"""What Caffe text means: schema, net view, phases, layer parameters, shapes, weights."""

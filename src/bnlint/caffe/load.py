@@ -1,0 +1,119 @@
+"""Caffe files in, whatever their form: text nets and solvers, binary nets and blobs.
+
+The kind of a file is read from its content (top-level field names, or whether
+the bytes are text at all), because people name files loosely: a "deploy.txt", a
+".pb" caffemodel, a solver with the net inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bnlint.caffe.messages import SchemaProblem, to_message
+from bnlint.caffe.schema import Schema, default_schema
+from bnlint.errors import BnlintError
+from bnlint.files import decode_text, read_bytes
+from bnlint.source import SourceFile
+from bnlint.syntax import Document, parse_source
+
+NET = "NetParameter"
+SOLVER = "SolverParameter"
+BLOB = "BlobProto"
+BLOB_VECTOR = "BlobProtoVector"
+
+
+@dataclass
+class TextFile:
+    """A parsed text file: the lossless tree and the message the schema makes of it."""
+
+    source: SourceFile
+    tree: Document
+    kind: str                       # NET or SOLVER
+    message: object
+    problems: list[SchemaProblem] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+
+@dataclass
+class BinaryFile:
+    path: str
+    kind: str                       # NET, BLOB or BLOB_VECTOR
+    message: object
+
+
+def detect_text_kind(tree: Document, schema: Schema) -> str:
+    """NET unless the top-level fields are a solver's (a solver may embed a net)."""
+    net_fields = schema.descriptor(NET).fields_by_name
+    solver_fields = schema.descriptor(SOLVER).fields_by_name
+    net_score = solver_score = 0
+    for f in tree.fields:
+        net_score += f.name in net_fields
+        solver_score += f.name in solver_fields and f.name not in net_fields
+    return SOLVER if solver_score > net_score else NET
+
+
+def parse_text(source: SourceFile, schema: Schema | None = None,
+               kind: str | None = None) -> TextFile:
+    """Parse and convert; ParseError on broken syntax, schema problems collected."""
+    schema = schema or default_schema()
+    tree = parse_source(source)
+    kind = kind or detect_text_kind(tree, schema)
+    message = schema.message_class(kind)()
+    problems = to_message(tree, message)
+    return TextFile(source, tree, kind, message, problems)
+
+
+def looks_binary(data: bytes) -> bool:
+    """Protobuf wire data almost always holds control bytes or invalid UTF-8; text never."""
+    if b"\x00" in data[:4096]:
+        return True
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text[:4096])
+
+
+def parse_binary(data: bytes, path: str, schema: Schema | None = None,
+                 kind: str | None = None) -> BinaryFile:
+    """A binary NetParameter (.caffemodel) or BlobProto (.binaryproto, mean files)."""
+    schema = schema or default_schema()
+    if kind is None:
+        kind = BLOB if path.endswith(".binaryproto") else NET
+    candidates = [kind] + [k for k in (NET, BLOB) if k != kind]
+    from google.protobuf.message import DecodeError
+
+    first_error = None
+    for candidate in candidates:
+        msg = schema.message_class(candidate)()
+        try:
+            msg.ParseFromString(data)
+        except DecodeError as err:
+            first_error = first_error or err
+            continue
+        if _plausible(msg, candidate):
+            return BinaryFile(path, candidate, msg)
+    why = f" ({first_error})" if first_error else ""
+    raise BnlintError(f"not a Caffe binary file: neither a net (.caffemodel) nor a blob "
+                      f"(.binaryproto) could be read from it{why}", path=path)
+
+
+def _plausible(msg, kind: str) -> bool:
+    if kind == NET:
+        return bool(len(msg.layer) or len(msg.layers) or msg.name or len(msg.input))
+    if kind == BLOB:
+        return bool(len(msg.data) or len(msg.double_data) or msg.HasField("shape")
+                    or msg.num or msg.channels)
+    return True
+
+
+def read_any(path: str, schema: Schema | None = None) -> TextFile | BinaryFile:
+    """Text or binary, detected from the bytes; ParseError for broken text."""
+    data = read_bytes(path)
+    shown = "<stdin>" if path == "-" else path
+    if looks_binary(data):
+        return parse_binary(data, shown, schema)
+    return parse_text(decode_text(data, shown), schema)

@@ -1,0 +1,176 @@
+"""The syntax tree checked against a schema and turned into protobuf messages.
+
+The result equals what protobuf's `text_format.Parse` builds from the same text,
+but nothing stops at the first problem: unknown fields (fork nets) are skipped and
+reported with their span and a "did you mean", bad values are reported and left
+unset, and the caller decides whether it can go on.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import FieldDescriptor
+
+from bnlint.syntax import values
+from bnlint.syntax.nodes import Document, Field, ListValue, Message, Scalar
+
+UNKNOWN_FIELD = "unknown-field"
+INVALID_VALUE = "invalid-value"
+
+_INT_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+_FLOATS = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
+_MESSAGES = (FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_GROUP)
+_TYPE_NAMES = {v: k[5:].lower() for k, v in vars(FieldDescriptor).items()
+               if k.startswith("TYPE_") and isinstance(v, int)}
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    kind: str            # UNKNOWN_FIELD or INVALID_VALUE
+    message: str
+    start: int           # character offsets of the offending text
+    end: int
+    path: str            # dotted field path, e.g. "layer.pooling_param.ceil_mode"
+    field: str           # the field's own name
+    container: str       # full name of the message type it appeared in
+
+
+def to_message(node: Document | Message, message, path: str = "") -> list[SchemaProblem]:
+    """Fill `message` (an empty protobuf message) from `node`; return the problems found."""
+    problems: list[SchemaProblem] = []
+    _fill(node, message, path, problems)
+    return problems
+
+
+def type_label(fd: FieldDescriptor) -> str:
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        return f"enum {fd.enum_type.name}"
+    if fd.type in _MESSAGES:
+        return f"message {fd.message_type.name}"
+    return _TYPE_NAMES.get(fd.type, "value")
+
+
+def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
+    desc = message.DESCRIPTOR
+    by_name = desc.fields_by_name
+    seen: set[str] = set()
+    for field in node.fields:
+        name = field.name
+        fd = by_name.get(name)
+        fpath = f"{path}.{name}" if path else name
+        if fd is None:
+            problems.append(_unknown(field, desc, fpath))
+            continue
+        repeated = fd.is_repeated
+        if not repeated:
+            if name in seen:
+                problems.append(_problem(INVALID_VALUE, field, desc, fpath,
+                                         f"'{name}' is set twice but is not a repeated field "
+                                         f"(Caffe refuses the file)", span=field))
+                continue
+            seen.add(name)
+        value = field.value
+        items = value.items if isinstance(value, ListValue) else [value]
+        if isinstance(value, ListValue) and not repeated:
+            problems.append(_problem(INVALID_VALUE, field, desc, fpath,
+                                     f"'{name}' is not repeated; a [list] is not allowed",
+                                     span=value))
+            continue
+        if fd.type in _MESSAGES:
+            for item in items:
+                if not isinstance(item, Message):
+                    problems.append(_problem(
+                        INVALID_VALUE, field, desc, fpath,
+                        f"'{name}' is a {fd.message_type.name} message: expected '{{', "
+                        f"found {item.text!r}", span=item))
+                    continue
+                sub = getattr(message, name).add() if repeated else getattr(message, name)
+                sub.SetInParent()
+                _fill(item, sub, fpath, problems)
+            continue
+        for item in items:
+            if not isinstance(item, Scalar):
+                problems.append(_problem(INVALID_VALUE, field, desc, fpath,
+                                         f"'{name}' takes a {type_label(fd)} value, "
+                                         f"not a message", span=item))
+                continue
+            try:
+                converted = _scalar(fd, item)
+            except ValueError as err:
+                problems.append(_problem(INVALID_VALUE, field, desc, fpath,
+                                         f"'{name}' ({type_label(fd)}): {err}", span=item))
+                continue
+            if repeated:
+                getattr(message, name).append(converted)
+            else:
+                setattr(message, name, converted)
+
+
+def _scalar(fd: FieldDescriptor, item: Scalar):
+    ftype = fd.type
+    is_str = values.is_string(item)
+    if ftype == FieldDescriptor.TYPE_STRING:
+        if not is_str:
+            raise ValueError(f"expected a quoted string, found {item.text}")
+        try:
+            return values.string_value(item)
+        except UnicodeDecodeError:
+            raise ValueError("string is not valid UTF-8") from None
+    if ftype == FieldDescriptor.TYPE_BYTES:
+        if not is_str:
+            raise ValueError(f"expected a quoted string, found {item.text}")
+        return values.string_bytes(item)
+    if is_str:
+        raise ValueError(f"expected a {_TYPE_NAMES.get(ftype, 'value')}, found a string "
+                         f"{item.text}")
+    text = item.text
+    if ftype in _FLOATS:
+        return values.parse_float(text)
+    if ftype == FieldDescriptor.TYPE_BOOL:
+        return values.parse_bool(text)
+    if ftype == FieldDescriptor.TYPE_ENUM:
+        enum = fd.enum_type
+        ev = enum.values_by_name.get(text)
+        if ev is not None:
+            return ev.number
+        try:
+            number = values.parse_int(text)
+        except ValueError:
+            choices = ", ".join(v.name for v in enum.values)
+            hint = difflib.get_close_matches(text, [v.name for v in enum.values], n=1)
+            also = f" (did you mean {hint[0]}?)" if hint else ""
+            raise ValueError(f"unknown value {text!r}{also}; one of: {choices}") from None
+        if number not in enum.values_by_number:
+            raise ValueError(f"{number} is not a value of {enum.name}")
+        return number
+    lo, hi = _INT_RANGES[ftype]
+    number = values.parse_int(text)
+    if not lo <= number <= hi:
+        raise ValueError(f"{text} is out of range [{lo}, {hi}]")
+    return number
+
+
+def _unknown(field: Field, desc, fpath: str) -> SchemaProblem:
+    names = list(desc.fields_by_name)
+    hint = difflib.get_close_matches(field.name, names, n=1)
+    also = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return SchemaProblem(UNKNOWN_FIELD, f"unknown field '{field.name}' in {desc.name}{also}",
+                         field.name_token.offset, field.name_token.end, fpath, field.name,
+                         desc.full_name)
+
+
+def _problem(kind: str, field: Field, desc, fpath: str, message: str, span) -> SchemaProblem:
+    return SchemaProblem(kind, message, span.start, span.end, fpath, field.name, desc.full_name)

@@ -1,0 +1,28 @@
+"""Shared fixtures: where ../shared is, and a skip when a clone has no ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CORPUS = SHARED / "corpus"
+GOLDEN = SHARED / "golden"
+FIXTURES = REPO / "fixtures"
+
+needs_shared = pytest.mark.skipif(
+    not CORPUS.is_dir(),
+    reason=f"../shared (the corpus and golden data) is not next to this clone ({SHARED})",
+)
+
+
+def corpus_files() -> list[Path]:
+    if not CORPUS.is_dir():
+        return []
+    return sorted(CORPUS.rglob("*.prototxt"))
+
+
+def corpus_id(path: Path) -> str:
+    return str(path.relative_to(CORPUS))
