@@ -26,3 +26,21 @@ def corpus_files() -> list[Path]:
 
 def corpus_id(path: Path) -> str:
     return str(path.relative_to(CORPUS))
+
+
+@pytest.fixture
+def run_cli(capsysbinary):
+    """Run `bnlint ARGS...` in-process; returns (exit code, stdout text, stderr text)."""
+    from bnlint.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        else:
+            code = 0
+        out, err = capsysbinary.readouterr()
+        return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    return run

@@ -37,6 +37,7 @@ def test_corpus_round_trip_is_byte_exact(path):
     "s: \"tab\\there\" 'single \\'quoted\\'' \"\\x41\\101\"",
     "a: 1;b: 2,c: 3",
     "a:1 b:2",
+    "a [{b: 1}] c 5 d \"s\"",
 ])
 def test_grammar_round_trips(text):
     assert render(parse(text)) == text
@@ -78,7 +79,7 @@ def test_offsets_point_at_tokens():
     ("a: [1,]", 1, 7, "after ','"),
     ("a: [1 2]", 1, 7, "expected ',' or ']'"),
     ("a { b }", 1, 7, "expected ':' or '{'"),
-    ("a [1]", 1, 3, "expected ':'"),
+    ("a b", 1, 3, "expected ':' or '{'"),
     ("a: \"x\n\"", 1, 4, "unterminated string"),
     ("layer {\n  name: @\n}", 2, 9, "unexpected character"),
     ("a: 1\x00", 1, 5, "U+0000"),

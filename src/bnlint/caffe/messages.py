@@ -101,6 +101,11 @@ def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
                 sub.SetInParent()
                 _fill(item, sub, fpath, problems)
             continue
+        if field.colon is None:
+            problems.append(_problem(INVALID_VALUE, field, desc, fpath,
+                                     f"expected ':' between '{name}' and its value "
+                                     f"({type_label(fd)})", span=value))
+            continue
         for item in items:
             if not isinstance(item, Scalar):
                 problems.append(_problem(INVALID_VALUE, field, desc, fpath,

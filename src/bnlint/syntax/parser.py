@@ -4,7 +4,9 @@ One loop threads an index through the token list with an explicit stack of open
 messages and lists, so depth is bounded by `MAX_DEPTH`, not by Python's recursion
 limit. It accepts what protobuf's parsers accept: an optional `:` before a message,
 `{}` or `<>`, `,` or `;` after a field, `[a, b]` lists (of scalars or messages),
-adjacent strings, and `- 5` as C++ protobuf (which Caffe uses) reads it.
+adjacent strings, and `- 5` as C++ protobuf (which Caffe uses) reads it. A
+missing `:` before a number or string is kept in the tree, for the schema check to
+report with the field's type (the parser does not know whether a field is a scalar).
 """
 
 from __future__ import annotations
@@ -65,14 +67,14 @@ def _parse_tokens(source: SourceFile, toks: list[Token]) -> Document:
                 fields = msg.fields
                 continue
             if text == "[" and nxt.kind == SYMBOL:
-                if field.colon is None:
-                    raise error(f"expected ':' between field '{field.name}' and '['", nxt)
+                # `name [...]` without ':' is valid for messages; for scalars the schema
+                # check reports the missing ':' (the parser does not know the type)
                 i += 1
                 field.value = ListValue(nxt, [], [])
                 stack.append((field.value, field, "]"))
                 fields = None
                 continue
-            if field.colon is None:
+            if field.colon is None and nxt.kind not in (NUMBER, STRING):
                 raise error(f"expected ':' or '{{' after field name '{field.name}', "
                             f"found {_describe(nxt)}", nxt)
             field.value, i = _scalar(toks, i, error)

@@ -1,0 +1,369 @@
+"""The net as Caffe sees it: layers with their source spans, phases, and the blob graph.
+
+A `NetView` pairs each layer's syntax node (for positions and edits) with its
+LayerParameter in current (V2) form, legacy `layers` upgraded layer by layer, so
+every later step speaks one vocabulary. Fork fields the schema does not know stay
+in the syntax tree; they are simply absent from the message.
+
+`NetGraph` is the net under one NetState, built the way `Net::Init` does: filter
+layers by include/exclude (`FilterNet`), then wire bottoms to the latest top of
+that name in file order (in-place tops shadow earlier ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from bnlint.caffe.phase import Phase
+from bnlint.syntax.nodes import Field, ListValue, Message
+
+DATA_LAYER_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData",
+                              "DummyData", "AnnotatedData", "VideoData", "DenseImageData",
+                              "Python"})
+LOSS_LAYER_TYPES = frozenset({"SoftmaxWithLoss", "EuclideanLoss", "HingeLoss",
+                              "SigmoidCrossEntropyLoss", "InfogainLoss",
+                              "MultinomialLogisticLoss", "ContrastiveLoss", "MultiBoxLoss",
+                              "SmoothL1Loss", "Accuracy", "DetectionEvaluate"})
+
+
+@dataclass
+class LayerView:
+    """One layer entry of the file."""
+
+    index: int                 # position among the file's layer entries
+    node: Field                # the `layer { ... }` (or legacy `layers { ... }`) field
+    message: object            # LayerParameter (V2 form)
+    legacy: str | None = None  # "v1" or "v0" when written in an old syntax
+
+    @property
+    def name(self) -> str:
+        return self.message.name
+
+    @property
+    def type(self) -> str:
+        return self.message.type
+
+    @property
+    def bottoms(self) -> list[str]:
+        return list(self.message.bottom)
+
+    @property
+    def tops(self) -> list[str]:
+        return list(self.message.top)
+
+    @property
+    def body(self) -> Message:
+        return self.node.value
+
+    def find(self, dotted: str) -> Field | None:
+        """The syntax node of a (sub)field, e.g. "batch_norm_param.eps"; the last one wins."""
+        msg: Message | None = self.body
+        found: Field | None = None
+        for part in dotted.split("."):
+            if msg is None:
+                return None
+            found = msg.get(part)
+            if found is None:
+                return None
+            msg = found.value if isinstance(found.value, Message) else None
+        return found
+
+    def find_all(self, name: str) -> list[Field]:
+        return self.body.get_all(name)
+
+    def __repr__(self) -> str:
+        return f"LayerView({self.index}, {self.name!r}, {self.type!r})"
+
+
+@dataclass
+class NetInput:
+    """A net-level (deprecated) `input:` with its shape, if one is given."""
+
+    name: str
+    node: Field
+    shape: tuple[int, ...] | None
+
+
+@dataclass
+class NetView:
+    message: object                       # the whole NetParameter as parsed (not upgraded)
+    layers: list[LayerView]
+    inputs: list[NetInput]
+    name: str = ""
+    tree: object = None
+
+    def stages(self) -> list[str]:
+        """Every stage any include/exclude rule names, in first-seen order."""
+        seen: dict[str, None] = {}
+        for layer in self.layers:
+            for rule in list(layer.message.include) + list(layer.message.exclude):
+                for s in list(rule.stage) + list(rule.not_stage):
+                    seen.setdefault(s, None)
+        return list(seen)
+
+    def phases(self) -> list[Phase]:
+        """The phases the file is written for: those its rules name, else both.
+
+        A net whose rules only ever say TRAIN is a training net: checking it under
+        TEST would report every TRAIN-only data layer as missing.
+        """
+        named: set[int] = set()
+        for layer in self.layers:
+            for rule in list(layer.message.include) + list(layer.message.exclude):
+                if rule.HasField("phase"):
+                    named.add(rule.phase)
+        if not named or len(named) == 2:
+            return [Phase.TEST, Phase.TRAIN]
+        only = Phase(next(iter(named)))
+        # `exclude { phase: P }` alone means the net is meant for the other phase too
+        excluded = any(r.HasField("phase") for layer in self.layers for r in layer.message.exclude)
+        return [Phase.TEST, Phase.TRAIN] if excluded else [only]
+
+    def states(self) -> list["NetState"]:
+        """The states to check the net under: its phases, plain and with each stage.
+
+        A staged state that selects the same layers as its plain phase is dropped.
+        """
+        phases = self.phases()
+        # A phase whose include rules pick layers by stage (a solver's `test_state {
+        # stage: ... }`) is never instantiated without a stage.
+        staged = {Phase(r.phase) for layer in self.layers for r in layer.message.include
+                  if r.HasField("phase") and len(r.stage)}
+        candidates = [NetState(p) for p in phases if p not in staged]
+        for stage in self.stages():
+            candidates += [NetState(p, (stage,)) for p in phases]
+        seen: set[tuple] = set()
+        out = []
+        for state in candidates:
+            key = (state.phase,) + tuple(layer.index for layer in self.layers
+                                         if layer_included(layer, state))
+            if key not in seen:
+                seen.add(key)
+                out.append(state)
+        return out
+
+    def has_phase_rules(self) -> bool:
+        return any(layer.message.include or layer.message.exclude or
+                   layer.message.HasField("phase") for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class NetState:
+    phase: Phase = Phase.TEST
+    stages: tuple[str, ...] = ()
+    level: int = 0
+
+    def __str__(self) -> str:
+        text = self.phase.name
+        if self.stages:
+            text += "+" + "+".join(self.stages)
+        if self.level:
+            text += f"@{self.level}"
+        return text
+
+
+def rule_matches(rule, state: NetState) -> bool:
+    """Caffe's StateMeetsRule."""
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    if any(s not in state.stages for s in rule.stage):
+        return False
+    if any(s in state.stages for s in rule.not_stage):
+        return False
+    return True
+
+
+def layer_included(layer: LayerView, state: NetState) -> bool:
+    """Caffe's FilterNet for one layer (include wins when both are given, as Caffe
+    aborts on that case anyway and N003 reports it)."""
+    msg = layer.message
+    if len(msg.include):
+        return any(rule_matches(r, state) for r in msg.include)
+    return not any(rule_matches(r, state) for r in msg.exclude)
+
+
+def layer_phase(layer: LayerView, state: NetState) -> Phase:
+    """The phase a layer runs in: its own `phase` field, else the net's."""
+    if layer.message.HasField("phase"):
+        return Phase(layer.message.phase)
+    return state.phase
+
+
+# --- building the view -----------------------------------------------------------------
+
+def net_view(text_file) -> NetView:
+    """The NetView of a parsed net file (a solver: the net embedded in `net_param`)."""
+    message = text_file.message
+    tree = text_file.tree
+    if text_file.kind == "SolverParameter":
+        holder = tree.get("net_param")
+        if holder is None or not isinstance(holder.value, Message):
+            return NetView(message.net_param, [], [], "", tree)
+        tree, message = holder.value, message.net_param
+    return build_view(tree, message)
+
+
+def _layer_nodes(tree, name: str) -> Iterator[Field]:
+    """The fields whose Message value produced one entry of repeated `name`, in order."""
+    for f in tree.fields:
+        if f.name != name:
+            continue
+        if isinstance(f.value, Message):
+            yield f
+        elif isinstance(f.value, ListValue):
+            for _item in f.value.items:
+                if isinstance(_item, Message):
+                    yield f
+
+
+def build_view(tree, message) -> NetView:
+    layers: list[LayerView] = []
+    for node, msg in zip(_layer_nodes(tree, "layer"), message.layer):
+        layers.append(LayerView(len(layers), node, msg))
+    if len(message.layers):
+        from bnlint.caffe.upgrade import needs_v0_upgrade, upgrade_v1_layer
+
+        nodes = list(_layer_nodes(tree, "layers"))
+        if needs_v0_upgrade(message):
+            layers.extend(_v0_layers(message, nodes, start=len(layers)))
+        else:
+            for node, v1 in zip(nodes, message.layers):
+                layers.append(LayerView(len(layers), node, upgrade_v1_layer(v1), "v1"))
+        layers.sort(key=lambda lv: lv.node.start)
+        for i, lv in enumerate(layers):
+            lv.index = i
+    return NetView(message, layers, _net_inputs(tree, message), message.name, tree)
+
+
+def _v0_layers(message, nodes: list[Field], start: int) -> list[LayerView]:
+    """V0 nets are upgraded whole (padding layers fold into the next layer), then
+    matched back to their `layers { layer { name } }` nodes by name."""
+    from bnlint.caffe.upgrade import upgrade_net
+
+    upgraded = upgrade_net(message).message
+    by_name = {}
+    for node, v1 in zip(nodes, message.layers):
+        by_name.setdefault(v1.layer.name or v1.name, node)
+    out = []
+    for msg in upgraded.layer:
+        if msg.type == "Input" and msg.name == "input" and len(message.input):
+            continue  # the net-level inputs, kept as NetInputs
+        node = by_name.get(msg.name, nodes[0])
+        out.append(LayerView(start + len(out), node, msg, "v0"))
+    return out
+
+
+def _net_inputs(tree, message) -> list[NetInput]:
+    nodes = [f for f in tree.fields if f.name == "input"]
+    shapes: list[tuple[int, ...] | None] = []
+    if len(message.input_shape):
+        shapes = [tuple(int(d) for d in s.dim) for s in message.input_shape]
+    elif len(message.input_dim):
+        dims = list(message.input_dim)
+        shapes = [tuple(dims[i:i + 4]) for i in range(0, len(dims), 4)]
+    out = []
+    for i, name in enumerate(message.input):
+        node = nodes[i] if i < len(nodes) else nodes[-1] if nodes else None
+        out.append(NetInput(name, node, shapes[i] if i < len(shapes) else None))
+    return out
+
+
+# --- the blob graph under one state ------------------------------------------------------
+
+@dataclass(eq=False)
+class Blob:
+    """One version of a named blob: written once, by an input or a layer's top."""
+
+    name: str
+    producer: LayerView | None       # None: a net-level input field
+    top_index: int
+    consumers: list[tuple[LayerView, int]] = field(default_factory=list)
+    shape: tuple[int, ...] | None = None
+
+    def __repr__(self) -> str:
+        who = self.producer.name if self.producer else "<input>"
+        return f"Blob({self.name!r} from {who})"
+
+
+@dataclass
+class GraphProblem:
+    code: str                 # "unknown-bottom" | "duplicate-top"
+    layer: LayerView
+    index: int                # bottom or top index
+    message: str
+
+
+class NetGraph:
+    """The layers active under one state, wired bottom to top as Net::Init wires them."""
+
+    def __init__(self, view: NetView, state: NetState) -> None:
+        self.view = view
+        self.state = state
+        self.layers = [lv for lv in view.layers if layer_included(lv, state)]
+        self.inputs: list[Blob] = []
+        self.bottoms: dict[int, list[Blob | None]] = {}
+        self.tops: dict[int, list[Blob]] = {}
+        self.problems: list[GraphProblem] = []
+        self._wire()
+
+    def _wire(self) -> None:
+        latest: dict[str, Blob] = {}
+        for inp in self.view.inputs:
+            blob = Blob(inp.name, None, 0, shape=inp.shape)
+            latest[inp.name] = blob
+            self.inputs.append(blob)
+        for lv in self.layers:
+            bottoms: list[Blob | None] = []
+            for i, name in enumerate(lv.bottoms):
+                blob = latest.get(name)
+                if blob is None:
+                    self.problems.append(GraphProblem(
+                        "unknown-bottom", lv, i,
+                        f"unknown bottom blob '{name}' (layer '{lv.name}', bottom index {i}): "
+                        f"no earlier layer produces it"))
+                else:
+                    blob.consumers.append((lv, i))
+                bottoms.append(blob)
+            tops: list[Blob] = []
+            for i, name in enumerate(lv.tops):
+                in_place = i < len(lv.bottoms) and lv.bottoms[i] == name
+                if not in_place and name in latest:
+                    prev = latest[name]
+                    who = prev.producer.name if prev.producer else "a net input"
+                    self.problems.append(GraphProblem(
+                        "duplicate-top", lv, i,
+                        f"top blob '{name}' is produced by multiple sources (layer "
+                        f"'{who}' already produces it, and this is not in-place)"))
+                blob = Blob(name, lv, i)
+                latest[name] = blob
+                tops.append(blob)
+            self.bottoms[lv.index] = bottoms
+            self.tops[lv.index] = tops
+        self._latest = latest
+
+    def outputs(self) -> list[Blob]:
+        """Blobs no layer consumes after they are written: the net's outputs."""
+        out = []
+        for lv in self.layers:
+            for blob in self.tops[lv.index]:
+                if not blob.consumers and self._latest.get(blob.name) is blob:
+                    out.append(blob)
+        return out
+
+    def consumers(self, blob: Blob) -> list[tuple[LayerView, int]]:
+        return blob.consumers
+
+    def next_version(self, blob: Blob) -> Blob | None:
+        """The blob written in place over this one by its consumer, if any."""
+        for lv, i in blob.consumers:
+            if i < len(lv.tops) and lv.tops[i] == blob.name:
+                return self.tops[lv.index][i]
+        return None
+
+    def producer_of(self, lv: LayerView, bottom_index: int) -> Blob | None:
+        return self.bottoms[lv.index][bottom_index]

@@ -1,0 +1,89 @@
+"""The `bnlint` command group: a thin layer over the library, one module per command.
+
+Commands are imported only when run, so `bnlint --help` and `bnlint check` stay
+fast (no numpy). Every error ends here: BnlintError prints `path:line:col: message`
+and exits 2, anything else is an internal error (exit 3), never a bare traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from bnlint import __version__
+from bnlint.errors import EXIT_INTERNAL, BnlintError
+
+# name -> (module, short help). Adding a command: one module and one line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("bnlint.cli.check", "Lint prototxts: BatchNorm mistakes and nets Caffe refuses."),
+    "convert": ("bnlint.cli.convert", "Convert between text, binary and JSON Caffe files."),
+    "rules": ("bnlint.cli.rules", "List the lint rules, or explain one."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(COMMANDS[name][0])
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="bnlint")
+def cli() -> None:
+    """bnlint: catch Caffe's BatchNorm foot-guns before a model ships.
+
+    Exit codes: 0 clean, 1 findings or mismatch, 2 bad input or usage,
+    3 internal error.
+    """
+
+
+def report_error(err: BnlintError) -> None:
+    click.echo(f"bnlint: {err}" if not err.location() else str(err), err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="bnlint", standalone_mode=False)
+    except BnlintError as err:
+        report_error(err)
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        # stdout closed early (`bnlint ... | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    except RecursionError:
+        click.echo("bnlint: internal error: input nested too deeply for this command "
+                   "(please report it)", err=True)
+        sys.exit(EXIT_INTERNAL)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("BNLINT_DEBUG"):
+            raise
+        click.echo(f"bnlint: internal error: {type(exc).__name__}: {exc}\n"
+                   f"This is a bug in bnlint; set BNLINT_DEBUG=1 for the traceback and "
+                   f"please report it.", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,144 @@
+"""`bnlint check`: lint prototxts, in CI and as a pre-commit hook."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from bnlint.errors import EXIT_BAD_INPUT, BnlintError
+
+
+def _codes(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(c.strip().upper() for c in value.split(",") if c.strip())
+
+
+def _format_names() -> list[str]:
+    from bnlint.report import formats
+
+    return formats()
+
+
+def collect_paths(paths: tuple[str, ...]) -> tuple[list[str], list[BnlintError]]:
+    """Files as given; directories searched for *.prototxt (hidden folders skipped)."""
+    files: list[str] = []
+    errors: list[BnlintError] = []
+    for p in paths:
+        if p == "-":
+            files.append(p)
+            continue
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(str(f) for f in path.rglob("*.prototxt")
+                           if not any(part.startswith(".") and part not in (".", "..")
+                                      for part in f.relative_to(path).parts[:-1]))
+            files.extend(found)
+        elif path.exists() or path.is_symlink():
+            files.append(p)
+        else:
+            errors.append(BnlintError("no such file or directory", path=p))
+    return files, errors
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--format", "fmt", metavar="FORMAT",
+              help="text (default), concise, json, github (default under GitHub Actions), "
+                   "sarif, junit.")
+@click.option("--select", help="Only these codes or prefixes (comma-separated).")
+@click.option("--extend-select", help="Add these codes to the selection.")
+@click.option("--ignore", help="Skip these codes or prefixes.")
+@click.option("--dialect", type=click.Choice(["portable", "bvlc", "legacy"]),
+              help="The Caffe the net must be right for (default portable).")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="A .caffemodel to check against the net (W rules).")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]),
+              help="Lowest severity that makes the exit code 1 (default error).")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even with findings.")
+@click.option("--statistics", is_flag=True, help="Counts per rule.")
+@click.option("--fix", is_flag=True, help="Apply safe fixes in place.")
+@click.option("--unsafe-fixes", is_flag=True,
+              help="With --fix/--diff, also apply fixes that change behaviour.")
+@click.option("--diff", is_flag=True, help="Show the fixes as a diff; write nothing.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+              help="Use this .bnlint.toml / pyproject.toml instead of searching upward.")
+@click.option("--color/--no-color", default=None, help="Force or disable color.")
+def command(paths, fmt, select, extend_select, ignore, dialect, weights, fail_on, exit_zero,
+            statistics, fix, unsafe_fixes, diff, config_file, color):
+    """Lint Caffe prototxts for BatchNorm mistakes and nets Caffe would refuse.
+
+    PATH is a file, a directory (searched for *.prototxt) or '-' for stdin.
+    Exit 0: nothing at --fail-on level; 1: findings; 2: unreadable input or usage.
+    """
+    from bnlint.lint.config import ConfigResolver
+    from bnlint.lint.diagnostics import Severity
+    from bnlint.lint.fixes import fix_source
+    from bnlint.lint.runner import exit_code, lint_source
+    from bnlint.report import ReportOptions, get_format
+
+    if fmt is None:
+        fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+    if fmt not in _format_names():
+        raise click.BadParameter(f"{fmt!r} is not one of {', '.join(_format_names())}",
+                                 param_hint="--format")
+    overrides = {
+        "select": _codes(select), "ignore": _codes(ignore),
+        "extend_select": _codes(extend_select), "dialect": dialect,
+        "fail_on": Severity.parse(fail_on) if fail_on else None,
+    }
+    resolver = ConfigResolver(Path(config_file) if config_file else None, overrides)
+    files, errors = collect_paths(paths)
+    weights_info = None
+    if weights:
+        from bnlint.caffe.weights import read_weights
+
+        weights_info = read_weights(weights)
+
+    from bnlint.files import read_text, write_atomic
+
+    results = []
+    fail_on_level = Severity.ERROR
+    changed_files = 0
+    for path in files:
+        try:
+            source = read_text(path)
+            config = resolver.for_path(path)
+        except BnlintError as err:
+            errors.append(err)
+            continue
+        fail_on_level = config.fail_on
+        if fix or diff:
+            fixed = fix_source(source, config, unsafe=unsafe_fixes, weights=weights_info)
+            if fixed.text != source.text:
+                changed_files += 1
+                if diff:
+                    click.echo(fixed.unified_diff(), nl=False)
+                elif path == "-":
+                    sys.stdout.write(fixed.text)
+                else:
+                    try:
+                        write_atomic(path, fixed.text, in_place=True)
+                    except BnlintError as err:
+                        errors.append(err)
+                        continue
+            result = fixed.result
+        else:
+            result = lint_source(source, config, weights_info)
+        results.append(result)
+
+    out = sys.stderr if (fix and "-" in files) else sys.stdout
+    from bnlint import __version__
+
+    get_format(fmt)().write(results, out, ReportOptions(show_fixes=True, statistics=statistics,
+                                                        color=color, tool_version=__version__))
+    for err in errors:
+        click.echo(str(err), err=True)
+    if errors:
+        sys.exit(EXIT_BAD_INPUT)
+    if diff:
+        sys.exit(0 if exit_zero or not changed_files else 1)
+    sys.exit(0 if exit_zero else exit_code(results, fail_on_level))

@@ -1,0 +1,98 @@
+"""`bnlint convert`: text, binary and JSON forms of nets, weights and blobs."""
+
+from __future__ import annotations
+
+import click
+
+from bnlint.errors import SchemaError
+
+FORMATS = ("text", "binary", "json")
+_BINARY_SUFFIXES = (".caffemodel", ".binaryproto", ".pb", ".bin", ".solverstate")
+
+
+def _default_format(output: str | None, input_is_binary: bool) -> str:
+    if output and output != "-":
+        lower = output.lower()
+        if lower.endswith(_BINARY_SUFFIXES):
+            return "binary"
+        if lower.endswith(".json"):
+            return "json"
+        return "text"
+    return "text"
+
+
+def schema_problems_error(doc) -> SchemaError:
+    """All of a file's schema problems in one error, located at the first."""
+    first = doc.problems[0]
+    lines = [first.message]
+    for p in doc.problems[1:]:
+        line, col = doc.source.line_col(p.start)
+        lines.append(f"{doc.path}:{line}:{col}: {p.message}")
+    more = len(doc.problems)
+    return SchemaError("\n".join(lines) + (f"\n({more} problems; the net does not fit "
+                                           f"the schema, so it cannot be converted "
+                                           f"faithfully)" if more > 1 else
+                                           " (cannot convert faithfully)"),
+                       source=doc.source, offset=first.start)
+
+
+@click.command()
+@click.argument("input_path", metavar="IN")
+@click.option("-o", "--output", metavar="OUT", help="Output file ('-' for stdout).")
+@click.option("--to", "to_format", type=click.Choice(FORMATS),
+              help="Output form (default: from OUT's extension, else text).")
+@click.option("--strip-weights", is_flag=True,
+              help="Drop blob data, keep shapes: a .caffemodel's architecture as text.")
+def command(input_path: str, output: str | None, to_format: str | None,
+            strip_weights: bool) -> None:
+    """Convert a net prototxt, a .caffemodel or a .binaryproto, in any direction.
+
+    The input's form is detected from its content. Text and JSON go to stdout
+    without -o; binary needs -o.
+    """
+    from bnlint.caffe.load import BinaryFile, read_any
+    from bnlint.files import write_atomic
+
+    doc = read_any(input_path)
+    is_binary = isinstance(doc, BinaryFile)
+    if not is_binary and doc.problems:
+        raise schema_problems_error(doc)
+    fmt = to_format or _default_format(output, is_binary)
+    message = doc.message
+    if strip_weights:
+        message = strip_blob_data(message)
+    if fmt == "binary":
+        if not output or output == "-":
+            raise click.UsageError("--to binary needs -o OUT (binary does not go to a "
+                                   "terminal)")
+        data: bytes | str = message.SerializeToString()
+    elif fmt == "json":
+        from google.protobuf import json_format
+
+        data = json_format.MessageToJson(message, preserving_proto_field_name=True) + "\n"
+    else:
+        from google.protobuf import text_format
+
+        data = text_format.MessageToString(message)
+    write_atomic(output or "-", data, inputs=(input_path,))
+
+
+def strip_blob_data(message):
+    """A copy with every blob's values dropped and its shape kept (as BlobShape)."""
+    out = type(message)()
+    out.CopyFrom(message)
+    layers = list(getattr(out, "layer", [])) + list(getattr(out, "layers", []))
+    blobs = [b for layer in layers for b in layer.blobs]
+    if out.DESCRIPTOR.name == "BlobProto":
+        blobs.append(out)
+    for blob in blobs:
+        if not blob.HasField("shape") and (blob.num or blob.channels or blob.height
+                                           or blob.width):
+            blob.shape.dim.extend([blob.num, blob.channels, blob.height, blob.width])
+            for legacy in ("num", "channels", "height", "width"):
+                blob.ClearField(legacy)
+        blob.ClearField("data")
+        blob.ClearField("double_data")
+        blob.ClearField("diff")
+        blob.ClearField("double_diff")
+    return out

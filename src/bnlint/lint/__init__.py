@@ -1,0 +1,1 @@
+"""The linter: typed diagnostics, rules registered by code, the runner, suppressions."""

@@ -1,0 +1,158 @@
+"""Configuration: `[tool.bnlint]` in pyproject.toml or a `.bnlint.toml`, found upward
+from each checked file; command-line options override it.
+
+    [tool.bnlint]
+    select = ["E", "N", "BN"]        # codes or prefixes; default: every rule
+    ignore = ["BN023"]
+    dialect = "portable"             # portable | bvlc | legacy (more with dialects)
+    fail-on = "error"                # error | warning | info
+    [tool.bnlint.per-file-ignores]
+    "models/legacy/*.prototxt" = ["N006"]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bnlint.errors import BnlintError
+from bnlint.lint.diagnostics import Severity
+
+DIALECTS = ("portable", "bvlc", "legacy")
+CONFIG_FILES = (".bnlint.toml", "pyproject.toml")
+
+
+@dataclass(frozen=True)
+class LintConfig:
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    extend_select: tuple[str, ...] = ()
+    dialect: str = "portable"
+    fail_on: Severity = Severity.ERROR
+    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    root: str | None = None          # folder of the config file (patterns are relative)
+
+    def enabled(self, code: str, path: str | None = None) -> bool:
+        selected = (not self.select or _matches(code, self.select)
+                    or _matches(code, self.extend_select))
+        if not selected or _matches(code, self.ignore):
+            return False
+        if path is not None and self.per_file_ignores:
+            rel = _relative(path, self.root)
+            for pattern, codes in self.per_file_ignores:
+                if (fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(os.path.basename(path),
+                                                                     pattern)) \
+                        and _matches(code, codes):
+                    return False
+        return True
+
+    def merged(self, **overrides) -> "LintConfig":
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _matches(code: str, patterns: tuple[str, ...]) -> bool:
+    return any(p == "ALL" or code.startswith(p) for p in patterns)
+
+
+def _relative(path: str, root: str | None) -> str:
+    if root is None:
+        return path
+    try:
+        return os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
+    except ValueError:
+        return path
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, ValueError) as err:
+        raise BnlintError(f"cannot read configuration: {err}", path=str(path)) from None
+
+
+def find_config_file(start: Path) -> Path | None:
+    """The nearest .bnlint.toml, or pyproject.toml with a [tool.bnlint] table."""
+    folder = start if start.is_dir() else start.parent
+    folder = folder.resolve()
+    for d in (folder, *folder.parents):
+        for name in CONFIG_FILES:
+            candidate = d / name
+            if candidate.is_file():
+                if name == "pyproject.toml":
+                    if "bnlint" not in _load_toml(candidate).get("tool", {}):
+                        continue
+                return candidate
+    return None
+
+
+def load_config(path: Path) -> LintConfig:
+    data = _load_toml(path)
+    table = data.get("tool", {}).get("bnlint", {}) if path.name == "pyproject.toml" else data
+    return config_from_table(table, str(path))
+
+
+def config_from_table(table: dict, where: str) -> LintConfig:
+    known = {"select", "ignore", "extend-select", "dialect", "fail-on", "per-file-ignores"}
+    unknown = set(table) - known
+    if unknown:
+        raise BnlintError(f"unknown option(s) in [tool.bnlint]: {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(sorted(known))})", path=where)
+
+    def codes(key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BnlintError(f"'{key}' must be a list of rule codes", path=where)
+        return tuple(v.strip().upper() for v in value)
+
+    dialect = table.get("dialect", "portable")
+    if dialect not in dialect_names():
+        raise BnlintError(f"unknown dialect {dialect!r} (one of {', '.join(dialect_names())})",
+                          path=where)
+    try:
+        fail_on = Severity.parse(table.get("fail-on", "error"))
+    except ValueError as err:
+        raise BnlintError(str(err), path=where) from None
+    pfi = table.get("per-file-ignores", {})
+    if not isinstance(pfi, dict):
+        raise BnlintError("'per-file-ignores' must be a table of pattern = [codes]",
+                          path=where)
+    per_file = tuple((pattern, tuple(c.upper() for c in (v if isinstance(v, list) else [v])))
+                     for pattern, v in pfi.items())
+    return LintConfig(codes("select"), codes("ignore"), codes("extend-select"), dialect,
+                      fail_on, per_file, str(Path(where).resolve().parent))
+
+
+def dialect_names() -> tuple[str, ...]:
+    return DIALECTS
+
+
+@dataclass
+class ConfigResolver:
+    """Caches the config found for each folder; an explicit file overrides discovery."""
+
+    explicit: Path | None = None
+    cli_overrides: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict)
+
+    def for_path(self, path: str) -> LintConfig:
+        if self.explicit is not None:
+            base = self._cache.setdefault("explicit", load_config(self.explicit))
+        elif path == "-":
+            found = find_config_file(Path.cwd())
+            base = load_config(found) if found else LintConfig()
+        else:
+            folder = Path(path).resolve().parent
+            if folder not in self._cache:
+                found = find_config_file(folder)
+                self._cache[folder] = load_config(found) if found else LintConfig()
+            base = self._cache[folder]
+        return base.merged(**self.cli_overrides)

@@ -1,0 +1,66 @@
+"""Everything a rule may look at, built once per file and computed lazily."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from bnlint.caffe.net import LayerView, NetGraph, NetState, NetView, layer_included
+
+if TYPE_CHECKING:
+    from bnlint.caffe.load import TextFile
+    from bnlint.lint.config import LintConfig
+    from bnlint.source import SourceFile
+
+
+@dataclass
+class LintContext:
+    source: "SourceFile"
+    text_file: "TextFile"
+    view: NetView
+    config: "LintConfig"
+    weights: dict | None = None          # layer name -> list of blob shapes/arrays info
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def dialect(self) -> str:
+        return self.config.dialect
+
+    @cached_property
+    def locator(self):
+        from bnlint.syntax.edits import Locator
+
+        return Locator(self.text_file.tree)
+
+    @cached_property
+    def states(self) -> list[NetState]:
+        return self.view.states()
+
+    @cached_property
+    def graphs(self) -> list[NetGraph]:
+        return [NetGraph(self.view, s) for s in self.states]
+
+    def states_of(self, layer: LayerView) -> list[NetState]:
+        return [s for s in self.states if layer_included(layer, s)]
+
+    def graphs_of(self, layer: LayerView) -> list[NetGraph]:
+        return [g for g in self.graphs if layer_included(layer, g.state)]
+
+    @cached_property
+    def is_deploy(self) -> bool:
+        """A deploy net: no data layers, no losses, no phase rules (Caffe's convention)."""
+        from bnlint.caffe.net import DATA_LAYER_TYPES, LOSS_LAYER_TYPES
+
+        types = {lv.type for lv in self.view.layers}
+        return (not types & DATA_LAYER_TYPES and not types & LOSS_LAYER_TYPES
+                and not self.view.has_phase_rules())
+
+    def shapes(self, graph: NetGraph) -> dict[int, list[tuple[int, ...] | None]]:
+        """Top shapes per layer index under a graph's state (None where unknown)."""
+        key = ("shapes", graph.state)
+        if key not in self.notes:
+            from bnlint.caffe.infer import infer_graph_shapes
+
+            self.notes[key] = infer_graph_shapes(graph)
+        return self.notes[key].tops

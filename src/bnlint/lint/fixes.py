@@ -1,0 +1,59 @@
+"""Applying fixes: rounds of lint, apply compatible fixes, re-parse, until stable.
+
+Fixes are text edits planned on one parse; overlapping ones wait for the next
+round (as ruff does). Every round's output is re-parsed, so a fix can never
+leave a file that does not parse: such a round is dropped and reported.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from bnlint.errors import ParseError
+from bnlint.lint.config import LintConfig
+from bnlint.lint.runner import FileResult, lint_source
+from bnlint.source import SourceFile
+from bnlint.syntax.edits import apply_edits, select_compatible
+
+MAX_ROUNDS = 10
+
+
+@dataclass
+class FixedSource:
+    original: SourceFile
+    text: str
+    result: FileResult          # the lint result of the fixed text
+    applied: int                # number of fixes applied
+
+    def unified_diff(self) -> str:
+        return "".join(difflib.unified_diff(
+            self.original.text.splitlines(keepends=True), self.text.splitlines(keepends=True),
+            fromfile=f"a/{self.original.path}", tofile=f"b/{self.original.path}"))
+
+
+def fix_source(source: SourceFile, config: LintConfig, *, unsafe: bool = False,
+               weights=None) -> FixedSource:
+    current = source
+    applied = 0
+    result = lint_source(current, config, weights)
+    for _ in range(MAX_ROUNDS):
+        groups = [list(d.fix.edits) for d in result.diagnostics
+                  if d.fix is not None and (d.fix.safe or unsafe) and d.fix.edits]
+        if not groups:
+            break
+        edits, _deferred = select_compatible(groups)
+        new_text = apply_edits(current.text, edits)
+        if new_text == current.text:
+            break
+        candidate = SourceFile(source.path, new_text)
+        try:
+            from bnlint.syntax import parse_source
+
+            parse_source(candidate)
+        except ParseError:
+            break  # never write a file that does not parse
+        applied += len([g for g in groups if all(e in edits for e in g)])
+        current = candidate
+        result = lint_source(current, config, weights)
+    return FixedSource(source, current.text, result, applied)

@@ -1,0 +1,100 @@
+"""The runner: one context per file, every enabled rule called for what it declared,
+then phases merged, suppressions applied, unused suppressions reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bnlint.errors import ParseError
+from bnlint.lint import suppressions
+from bnlint.lint.config import LintConfig
+from bnlint.lint.diagnostics import Diagnostic, Severity
+from bnlint.lint.registry import Rule, all_rules
+from bnlint.source import SourceFile
+
+SYNTAX_ERROR = ("E001", "syntax-error")
+UNUSED_SUPPRESSION = ("S001", "unused-suppression")
+
+
+@dataclass
+class FileResult:
+    source: SourceFile
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    parsed: bool = True
+
+
+def lint_source(source: SourceFile, config: LintConfig, weights=None) -> FileResult:
+    from bnlint.caffe.load import parse_text
+    from bnlint.caffe.net import net_view
+    from bnlint.lint.context import LintContext
+
+    rules = [cls() for code, cls in all_rules().items()
+             if config.enabled(code, source.path) and (weights is not None or
+                                                       not cls.needs_weights)]
+    try:
+        text_file = parse_text(source)
+    except ParseError as err:
+        diags = []
+        if config.enabled(SYNTAX_ERROR[0], source.path):
+            diags.append(Diagnostic(*SYNTAX_ERROR, Severity.ERROR, err.message, source,
+                                    err.offset or 0, err.offset or 0))
+        # file-wide suppressions still apply to a file that does not parse
+        directives = suppressions.find_directives(source, None)
+        diags = suppressions.apply(diags, [d for d in directives if d.kind == "disable-file"],
+                                   source)
+        return FileResult(source, diags, parsed=False)
+
+    view = net_view(text_file)
+    ctx = LintContext(source, text_file, view, config, weights)
+    diags: list[Diagnostic] = []
+    for rule in rules:
+        diags.extend(_run_rule(rule, ctx))
+    diags = _merge_phases(diags, {str(state) for state in ctx.states})
+
+    directives = suppressions.find_directives(source, text_file.tree)
+    suppressions.attach_to_layers(directives, source,
+                                  [(lv.node.start, lv.node.end) for lv in view.layers])
+    diags = suppressions.apply(diags, directives, source)
+    if config.enabled(UNUSED_SUPPRESSION[0], source.path):
+        enabled_codes = {r.code for r in rules}
+        for d, idle in suppressions.unused(directives):
+            idle = tuple(c for c in idle if c == "ALL" or
+                         any(code.startswith(c) for code in enabled_codes))
+            if idle:
+                diags.append(Diagnostic(*UNUSED_SUPPRESSION, Severity.WARNING,
+                                        f"suppression of {', '.join(idle)} suppressed nothing",
+                                        source, d.start, d.end))
+    diags.sort(key=Diagnostic.sort_key)
+    return FileResult(source, diags)
+
+
+def _run_rule(rule: Rule, ctx) -> list[Diagnostic]:
+    out = list(rule.check_net(ctx))
+    types = rule.layer_types
+    if type(rule).check_layer is not Rule.check_layer:
+        for layer in ctx.view.layers:
+            if not types or layer.type in types:
+                out.extend(rule.check_layer(ctx, layer))
+    return out
+
+
+def _merge_phases(diags: list[Diagnostic], all_states: set[str]) -> list[Diagnostic]:
+    """One finding per (code, span, message), with the union of the phases it holds in;
+    a finding that holds in every state the net is checked under names none."""
+    merged: dict[tuple, Diagnostic] = {}
+    for d in diags:
+        key = (d.code, d.start, d.end, d.message)
+        if key in merged:
+            prev = merged[key]
+            phases = tuple(dict.fromkeys(prev.phases + d.phases))
+            merged[key] = prev.with_phases(phases)
+        else:
+            merged[key] = d
+    return [d.with_phases(()) if d.phases and set(d.phases) >= all_states else d
+            for d in merged.values()]
+
+
+def exit_code(results: list[FileResult], fail_on: Severity) -> int:
+    worst = [d.severity for r in results for d in r.diagnostics]
+    return 1 if any(s >= fail_on for s in worst) else 0

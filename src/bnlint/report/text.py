@@ -1,0 +1,156 @@
+"""The human format: each finding with its source line and the span underlined.
+
+Modelled on ruff's full output. rich is imported inside `write`, so choosing a
+machine format never loads it. The text is built as rich `Text` objects, never as
+markup, so `[brackets]` in messages print as they are; `highlight` and `emoji`
+are off for the same reason. Colour only on a terminal (or when forced), so
+redirected output and tests read plain text. Control characters from the linted
+file are shown as U+FFFD so a prototxt cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, TextIO
+
+from bnlint.lint.diagnostics import Diagnostic, Fix, Severity
+from bnlint.report.registry import ReportOptions, count_by_code, register_format
+from bnlint.syntax.edits import Edit, apply_edits
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
+    from bnlint.lint.runner import FileResult
+
+STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "bold cyan"}
+GUTTER = "blue"
+TAB_SIZE = 4
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    return _CONTROL.sub("\ufffd", text.expandtabs(TAB_SIZE))
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 or word == "info" else f"{n} {word}s"
+
+
+@register_format("text")
+class TextFormat:
+    def write(self, results: list[FileResult], out: TextIO, options: ReportOptions) -> None:
+        from rich.console import Console
+
+        # an explicit --color wins over NO_COLOR and TERM=dumb; the styles used here
+        # are all in the 16 standard colours
+        no_color = None if options.color is None else not options.color
+        console = Console(file=out, force_terminal=options.color, no_color=no_color,
+                          color_system="standard" if options.color else "auto",
+                          highlight=False, emoji=False, markup=False, tab_size=TAB_SIZE)
+        if not console.is_terminal:
+            console.width = 120  # a pipe has no width: keep COLUMNS from wrapping the table
+        diagnostics = [d for r in results for d in r.diagnostics]
+        for d in diagnostics:
+            for line in finding(d, options.show_fixes):
+                console.print(line, soft_wrap=True)
+        if options.statistics and diagnostics:
+            console.print(statistics_table(results))
+        console.print(summary(results), soft_wrap=True)
+
+
+def finding(d: Diagnostic, show_fixes: bool) -> list[Text]:
+    """The header, the source line with the span underlined, and the fix marker."""
+    from rich.text import Text
+
+    line, col = d.start_line_col()
+    end_line, end_col = d.end_line_col()
+    source_line = d.source.line_text(line)
+    stop = end_col - 1 if end_line == line else len(source_line)
+    before = _cells(printable(source_line[:col - 1]))
+    through = _cells(printable(source_line[:stop]))
+    width = len(str(line))
+    style = STYLES[d.severity]
+
+    header = Text.assemble((printable(d.path), "bold"), f":{line}:{col}: ", (d.code, style),
+                           f" [{d.severity}] ", printable(" ".join(d.message.splitlines())))
+    if d.phases:
+        header.append(f" ({', '.join(d.phases)})", style="dim")
+    bar = Text(" " * width + " |", style=GUTTER)
+    lines = [header, bar,
+             Text.assemble((f"{line} | ", GUTTER), printable(source_line)),
+             Text.assemble((" " * width + " | ", GUTTER), " " * before,
+                           ("^" * max(1, through - before), style))]
+    if d.fix is not None:
+        kind = "fix available" if d.fix.safe else "unsafe fix available (--unsafe-fixes)"
+        lines.append(Text.assemble((" " * width + " = ", GUTTER),
+                                   (f"{kind}: {printable(d.fix.description)}", "green")))
+        if show_fixes:
+            lines.extend(_fix_diff(d, d.fix, width))
+    lines.append(Text(""))
+    return lines
+
+
+def _fix_diff(d: Diagnostic, fix: Fix, width: int) -> list[Text]:
+    """The whole lines the fix touches, before (-) and after (+)."""
+    from rich.text import Text
+
+    if not fix.edits:
+        return []
+    text = d.source.text
+    first = min(e.start for e in fix.edits)
+    last = max(e.end for e in fix.edits)
+    start = text.rfind("\n", 0, first) + 1
+    end = text.find("\n", last)
+    end = len(text) if end == -1 else end
+    old = text[start:end]
+    new = apply_edits(old, [Edit(e.start - start, e.end - start, e.text) for e in fix.edits])
+    pad = " " * width + "   "
+    return ([Text(f"{pad}- {printable(s)}", style="red") for s in _lines(old)]
+            + [Text(f"{pad}+ {printable(s)}", style="green") for s in _lines(new)])
+
+
+def _lines(text: str) -> list[str]:
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def _cells(text: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def statistics_table(results: list[FileResult]) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE, show_edge=False)
+    table.add_column("Count", justify="right")
+    table.add_column("Code")
+    table.add_column("Name")
+    table.add_column("Fixable", justify="right")
+    for c in count_by_code(results):
+        table.add_row(str(c.count), c.code, c.name, str(c.fixable) if c.fixable else "")
+    return table
+
+
+def summary(results: list[FileResult]) -> Text:
+    from rich.text import Text
+
+    diagnostics = [d for r in results for d in r.diagnostics]
+    if not diagnostics:
+        return Text(f"No findings in {plural(len(results), 'file')}.", style="bold green")
+    by_severity = {s: sum(d.severity == s for d in diagnostics) for s in Severity}
+    safe = sum(d.fix is not None and d.fix.safe for d in diagnostics)
+    unsafe = sum(d.fix is not None and not d.fix.safe for d in diagnostics)
+    text = (f"Found {plural(len(diagnostics), 'finding')} "
+            f"({plural(by_severity[Severity.ERROR], 'error')}, "
+            f"{plural(by_severity[Severity.WARNING], 'warning')}, "
+            f"{plural(by_severity[Severity.INFO], 'info')})")
+    if safe:
+        text += f"; {safe} fixable with --fix"
+        if unsafe:
+            text += f" ({unsafe} more with --unsafe-fixes)"
+    elif unsafe:
+        text += f"; {unsafe} fixable with --unsafe-fixes"
+    return Text(text + ".", style="bold")

@@ -1,0 +1,67 @@
+"""Rule cases as data: fixtures/rules/*.prototxt declare the findings they must give."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bnlint.lint.config import LintConfig
+from bnlint.lint.fixes import fix_source
+from bnlint.lint.registry import all_rules
+from bnlint.lint.runner import lint_source
+from bnlint.source import SourceFile
+from conftest import FIXTURES
+
+CASES = sorted((FIXTURES / "rules").glob("*.prototxt"))
+
+
+def header(text: str, key: str) -> str | None:
+    m = re.search(rf"^# {key}:(.*)$", text, re.MULTILINE)
+    return m.group(1).strip() if m else None
+
+
+def config_for(text: str) -> LintConfig:
+    opts = dict(kv.split("=", 1) for kv in (header(text, "options") or "").split())
+    return LintConfig(select=tuple(opts["select"].split(",")) if "select" in opts else (),
+                      dialect=opts.get("dialect", "portable"))
+
+
+def found(result) -> list[str]:
+    return sorted(f"{d.code}@{d.start_line_col()[0]}:{d.start_line_col()[1]}"
+                  for d in result.diagnostics)
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.name)
+def test_rule_case(path: Path):
+    text = path.read_text()
+    expected = sorted((header(text, "expect") or "").split())
+    result = lint_source(SourceFile(str(path), text), config_for(text))
+    assert found(result) == expected
+
+
+@pytest.mark.parametrize("path", [p for p in CASES if header(p.read_text(), "fixed")],
+                         ids=lambda p: p.name)
+def test_fix_case(path: Path):
+    text = path.read_text()
+    target = path.parent / header(text, "fixed")
+    unsafe = header(text, "unsafe") == "true"
+    fixed = fix_source(SourceFile(str(path), text), config_for(text), unsafe=unsafe)
+    want = target.read_text()
+    # the header comments differ between the two files; compare the rest exactly
+    strip = lambda t: "\n".join(l for l in t.splitlines() if not l.startswith("# expect:"))
+    assert strip(fixed.text) == strip(want)
+    again = fix_source(SourceFile(str(target), fixed.text), config_for(want), unsafe=unsafe)
+    assert again.text == fixed.text, "a second --fix must change nothing"
+
+
+def test_every_rule_has_a_case_and_documentation():
+    covered = set()
+    for path in CASES:
+        covered.update(c.split("@")[0] for c in (header(path.read_text(), "expect") or "").split())
+    for code, cls in all_rules().items():
+        assert cls.documentation().strip(), code
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", cls.name), code
+        if not cls.needs_weights:
+            assert code in covered, f"no fixture in fixtures/rules reports {code}"
