@@ -1,0 +1,1 @@
+"""NumPy reference forward: one op per Caffe layer type, an executor, comparisons."""

@@ -1,0 +1,216 @@
+"""Caffe's fillers (include/caffe/filler.hpp) and the blobs a layer creates without weights.
+
+When a .caffemodel lacks a layer's blobs, Caffe's LayerSetUp fills them from the
+prototxt's fillers, so the forward depends on them. The distributions and their
+parameters follow Caffe; the random numbers cannot (Caffe's generator is its own),
+so only constant and bilinear fills reproduce Caffe's values exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from bnlint.errors import BnlintError
+
+Shape = Sequence[int]
+
+
+def _legacy_num_channels(shape: tuple[int, ...], filler: str) -> tuple[int, int]:
+    """Caffe's Blob::num() and channels(): axes 0 and 1, 1 when absent; >4 axes abort."""
+    if len(shape) > 4:
+        raise BnlintError(f"the {filler} filler uses Caffe's 4-axis accessors; a blob of shape "
+                          f"{list(shape)} has more than 4 axes")
+    num = shape[0] if len(shape) > 0 else 1
+    channels = shape[1] if len(shape) > 1 else 1
+    return num, channels
+
+
+def _fan(filler_msg, shape: tuple[int, ...], count: int) -> np.float32:
+    """n of xavier/msra: fan_in = count / num, fan_out = count / channels, or their mean."""
+    num, channels = _legacy_num_channels(shape, filler_msg.type)
+    fan_in = count // num
+    fan_out = count // channels
+    norms = type(filler_msg)
+    if filler_msg.variance_norm == norms.AVERAGE:
+        return np.float32(fan_in + fan_out) / np.float32(2)
+    if filler_msg.variance_norm == norms.FAN_OUT:
+        return np.float32(fan_out)
+    return np.float32(fan_in)
+
+
+def _uniform(rng: np.random.Generator, low: np.float32, high: np.float32,
+             shape: tuple[int, ...]) -> np.ndarray:
+    if not low <= high:
+        raise BnlintError(f"uniform filler needs min <= max, got min {low} and max {high}")
+    values = rng.random(shape, dtype=np.float32)
+    values *= high - low
+    values += low
+    return values
+
+
+def _gaussian(rng: np.random.Generator, mean: np.float32, std: np.float32,
+              shape: tuple[int, ...]) -> np.ndarray:
+    if not std > 0:
+        raise BnlintError(f"gaussian filler needs std > 0 (Caffe checks sigma > 0), got {std}")
+    values = rng.standard_normal(shape, dtype=np.float32)
+    values *= std
+    values += mean
+    return values
+
+
+def _bilinear(shape: tuple[int, ...]) -> np.ndarray:
+    """Caffe's upsampling kernel: (1 - |x/f - c|) * (1 - |y/f - c|), f = ceil(K/2).
+
+    The same K x K kernel in every (out, in) slice; float32 arithmetic as in filler.hpp.
+    """
+    if len(shape) != 4:
+        raise BnlintError(f"bilinear filler needs a 4-axis blob, got shape {list(shape)}")
+    height, width = shape[2], shape[3]
+    if height != width:
+        raise BnlintError(f"bilinear filler needs a square kernel, got {height}x{width}")
+    f = math.ceil(width / 2.0)
+    c = np.float32((2 * f - 1 - f % 2) / (2.0 * f))
+    f32 = np.float32(f)
+    coords = np.arange(width, dtype=np.float32)
+    profile = np.float32(1) - np.abs(coords / f32 - c)
+    kernel = profile[:, None] * profile[None, :]
+    return np.broadcast_to(kernel, shape).astype(np.float32)
+
+
+def fill(filler_msg, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+    """A float32 array of `shape` filled as Caffe's filler `filler_msg` (a FillerParameter)."""
+    shape = tuple(int(d) for d in shape)
+    count = math.prod(shape)
+    kind = filler_msg.type
+    if kind not in _FILLERS:
+        raise BnlintError(f"unknown filler type '{kind}' (Caffe knows: {', '.join(_FILLERS)})")
+    if count == 0:
+        raise BnlintError(f"cannot fill an empty blob of shape {list(shape)}")
+    if kind != "gaussian" and filler_msg.sparse != -1:
+        raise BnlintError(f"sparsity (sparse: {filler_msg.sparse}) is only supported by the "
+                          f"gaussian filler, not '{kind}'")
+    return _FILLERS[kind](filler_msg, shape, count, rng)
+
+
+def _fill_constant(msg, shape, count, rng):
+    return np.full(shape, np.float32(msg.value), dtype=np.float32)
+
+
+def _fill_uniform(msg, shape, count, rng):
+    return _uniform(rng, np.float32(msg.min), np.float32(msg.max), shape)
+
+
+def _fill_gaussian(msg, shape, count, rng):
+    values = _gaussian(rng, np.float32(msg.mean), np.float32(msg.std), shape)
+    sparse = int(msg.sparse)
+    if sparse < -1:
+        raise BnlintError(f"gaussian filler needs sparse >= -1, got {sparse}")
+    if sparse >= 0:
+        # Caffe keeps each weight with probability sparse / shape[0] ("num_outputs").
+        if not shape:
+            raise BnlintError("a sparse gaussian filler needs a blob with at least 1 axis")
+        keep = np.float32(sparse) / np.float32(shape[0])
+        if keep > 1:
+            raise BnlintError(f"sparse {sparse} exceeds the blob's first dimension {shape[0]}: "
+                              f"the keep probability {keep:g} is above 1")
+        values *= rng.random(shape, dtype=np.float32) < keep
+    return values
+
+
+def _fill_positive_unitball(msg, shape, count, rng):
+    num, _ = _legacy_num_channels(shape, "positive_unitball")
+    values = rng.random(shape, dtype=np.float32)
+    rows = values.reshape(num, -1)
+    rows /= rows.sum(axis=1, keepdims=True)
+    return values
+
+
+def _fill_xavier(msg, shape, count, rng):
+    limit = np.sqrt(np.float32(3) / _fan(msg, shape, count))
+    return _uniform(rng, -limit, limit, shape)
+
+
+def _fill_msra(msg, shape, count, rng):
+    std = np.sqrt(np.float32(2) / _fan(msg, shape, count))
+    return _gaussian(rng, np.float32(0), std, shape)
+
+
+def _fill_bilinear(msg, shape, count, rng):
+    return _bilinear(shape)
+
+
+_FILLERS = {
+    "constant": _fill_constant,
+    "uniform": _fill_uniform,
+    "gaussian": _fill_gaussian,
+    "positive_unitball": _fill_positive_unitball,
+    "xavier": _fill_xavier,
+    "msra": _fill_msra,
+    "bilinear": _fill_bilinear,
+}
+
+
+def _weight_and_bias(param) -> list:
+    return [param.weight_filler] + ([param.bias_filler] if param.bias_term else [])
+
+
+def _scale_fillers(layer) -> list:
+    param = layer.scale_param
+    bias = [param.bias_filler] if param.bias_term else []
+    if len(layer.bottom) > 1:                 # the scale is bottom[1]: only a bias blob
+        return bias
+    return [param.filler if param.HasField("filler") else 1.0] + bias
+
+
+def _prelu_fillers(layer) -> list:
+    param = layer.prelu_param
+    return [param.filler if param.HasField("filler") else 0.25]
+
+
+# Per layer type, what initialises each blob in blob order (from each LayerSetUp): a
+# FillerParameter, or a number for the constants Caffe substitutes when none is given.
+_LAYER_FILLERS = {
+    "Convolution": lambda layer: _weight_and_bias(layer.convolution_param),
+    "Deconvolution": lambda layer: _weight_and_bias(layer.convolution_param),
+    "InnerProduct": lambda layer: _weight_and_bias(layer.inner_product_param),
+    "Embed": lambda layer: _weight_and_bias(layer.embed_param),
+    "Scale": _scale_fillers,
+    "Bias": lambda layer: [] if len(layer.bottom) > 1 else [layer.bias_param.filler],
+    "PReLU": _prelu_fillers,
+    "BatchNorm": lambda layer: [0.0, 0.0, 0.0],
+}
+
+
+def blobs_from_fillers(layer_msg, param_shapes: Sequence[Shape],
+                       rng: np.random.Generator) -> list[np.ndarray]:
+    """The blobs Caffe's LayerSetUp creates for `layer_msg` when no weights are stored.
+
+    `param_shapes` are the blob shapes the layer implies (from shape inference), in
+    Caffe's blob order; the fillers come from the layer's parameters with Caffe's
+    defaults (a missing weight/bias filler is constant 0; Scale's scale constant 1;
+    PReLU's slope constant 0.25; BatchNorm's three blobs zeros).
+    """
+    if not param_shapes:
+        return []
+    rule = _LAYER_FILLERS.get(layer_msg.type)
+    if rule is None:
+        raise BnlintError(f"layer '{layer_msg.name}': bnlint does not know how Caffe initialises "
+                          f"the blobs of a '{layer_msg.type}' layer; supply its weights")
+    fillers = rule(layer_msg)
+    if len(fillers) != len(param_shapes):
+        raise BnlintError(f"layer '{layer_msg.name}' ({layer_msg.type}): Caffe creates "
+                          f"{len(fillers)} blobs here, but {len(param_shapes)} shapes were given")
+    blobs = []
+    for index, (filler, shape) in enumerate(zip(fillers, param_shapes)):
+        try:
+            if isinstance(filler, float):
+                blobs.append(np.full(tuple(shape), np.float32(filler), dtype=np.float32))
+            else:
+                blobs.append(fill(filler, shape, rng))
+        except BnlintError as err:
+            raise BnlintError(f"layer '{layer_msg.name}' ({layer_msg.type}), blob {index}: "
+                              f"{err.message}") from err
+    return blobs

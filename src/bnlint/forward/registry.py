@@ -1,0 +1,74 @@
+"""Layer ops, registered by Caffe type name with a decorator.
+
+An op is built once per layer (parameters read from the LayerParameter message and
+its blobs), then run on float32 bottoms. `run` checks arity and puts the layer's
+name and type into every error; `_forward` is the pure maths.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
+
+from bnlint.caffe.phase import Phase
+from bnlint.errors import BnlintError, ForwardError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+OPS: dict[str, type["Op"]] = {}
+
+
+def register_op(*type_names: str) -> Callable[[type["Op"]], type["Op"]]:
+    def deco(cls: type["Op"]) -> type["Op"]:
+        for name in type_names:
+            if name in OPS:
+                raise RuntimeError(f"op {name!r} registered twice")
+            OPS[name] = cls
+        cls.type_names = type_names
+        return cls
+    return deco
+
+
+class Op(ABC):
+    type_names: ClassVar[tuple[str, ...]] = ()
+    #: (min, max) number of bottoms; max None = unbounded
+    bottoms: ClassVar[tuple[int, int | None]] = (1, 1)
+
+    def __init__(self, layer, blobs: Sequence["np.ndarray"], phase: Phase) -> None:
+        self.layer = layer
+        self.name = layer.name
+        self.type = layer.type
+        self.blobs = list(blobs)
+        self.phase = phase
+        self.setup(layer)
+
+    def setup(self, layer) -> None:
+        """Read the layer's parameters once (override)."""
+
+    def run(self, bottoms: Sequence["np.ndarray"]) -> list["np.ndarray"]:
+        lo, hi = self.bottoms
+        if len(bottoms) < lo or (hi is not None and len(bottoms) > hi):
+            want = str(lo) if hi == lo else f"{lo}..{'' if hi is None else hi}"
+            raise ForwardError(f"layer '{self.name}' ({self.type}): takes {want} bottoms, "
+                               f"got {len(bottoms)}")
+        try:
+            return self._forward(list(bottoms))
+        except BnlintError as err:
+            if f"layer '{self.name}'" in err.message:
+                raise
+            raise ForwardError(f"layer '{self.name}' ({self.type}): {err.message}") from err
+        except (ValueError, IndexError) as err:
+            raise ForwardError(f"layer '{self.name}' ({self.type}): {err}") from err
+
+    @abstractmethod
+    def _forward(self, bottoms: list["np.ndarray"]) -> list["np.ndarray"]:
+        """The maths: float32 bottoms in, float32 tops out."""
+
+
+def op_for(layer, blobs, phase: Phase) -> Op:
+    cls = OPS.get(layer.type)
+    if cls is None:
+        raise ForwardError(f"layer '{layer.name}': type '{layer.type}' is not supported by "
+                           f"bnlint's forward (supported: {', '.join(sorted(OPS))})")
+    return cls(layer, blobs, phase)
