@@ -1,7 +1,9 @@
 """Facts about which layer types and fields exist where: BVLC Caffe and its forks.
 
 Used to tell a fork net from a broken one: an unknown field that a known fork
-defines gets "looks like the SSD fork" instead of a bare "unknown field".
+defines gets "looks like the SSD fork" instead of a bare "unknown field". The
+bundled dialects (caffe/dialects.py) hold the forks' full schemas; this table
+names the forks in messages, including forks bnlint has no schema for.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ FRCNN = "py-faster-rcnn / R-FCN's fork"
 NVCAFFE = "NVIDIA Caffe (NVCaffe)"
 INTEL = "Intel Caffe"
 INTERP = "a PSPNet/DeepLab fork (Interp layer)"
+PROPOSAL = "a Faster R-CNN fork with a C++ Proposal layer"
 
 # (message type, field name) -> fork
 FORK_FIELDS: dict[tuple[str, str], str] = {
@@ -38,18 +41,27 @@ FORK_FIELDS: dict[tuple[str, str], str] = {
         "resize_param", "noise_param", "distort_param", "expand_param", "emit_constraint",
         "force_color", "force_gray")},
     **{("SolverParameter", f): SSD for f in (
-        "eval_type", "ap_version", "show_per_class_result")},
+        "eval_type", "ap_version", "show_per_class_result", "plateau_winsize")},
+    **{("TransformationParameter", f): SSD for f in ("crop_h", "crop_w")},
     ("FlattenParameter", "axis"): SSD,
     ("PoolingParameter", "ceil_mode"): CEIL,
     ("LayerParameter", "bn_param"): SEGNET,
     ("LayerParameter", "dense_image_data_param"): SEGNET,
     ("LayerParameter", "upsample_param"): SEGNET,
     ("BNParameter", "bn_mode"): SEGNET,
+    ("DropoutParameter", "sample_weights_test"): SEGNET,
+    ("LossParameter", "weight_by_label_freqs"): SEGNET,
+    ("LossParameter", "class_weighting"): SEGNET,
     ("LayerParameter", "shuffle_channel_param"): SHUFFLE,
     **{("LayerParameter", f): FRCNN for f in (
-        "roi_pooling_param", "psroi_pooling_param", "smooth_l1_loss_param", "proposal_param")},
+        "roi_pooling_param", "psroi_pooling_param", "smooth_l1_loss_param",
+        "box_annotator_ohem_param")},
+    ("LossParameter", "pre_fixed_normalizer"): FRCNN,
+    ("LayerParameter", "proposal_param"): PROPOSAL,
     **{("BatchNormParameter", f): NVCAFFE for f in (
         "scale_bias", "scale_filler", "bias_filler", "engine")},
+    **{("LayerParameter", f): NVCAFFE for f in (
+        "forward_type", "backward_type", "forward_math", "backward_math")},
     ("BatchNormParameter", "use_weight_bias"): INTEL,
     ("BatchNormParameter", "bias_term"): INTEL,
     ("LayerParameter", "interp_param"): INTERP,
@@ -61,7 +73,8 @@ FORK_LAYER_TYPES: dict[str, str] = {
                      "MultiBoxLoss", "Normalize", "AnnotatedData", "VideoData"), SSD),
     **dict.fromkeys(("BN", "Upsample", "DenseImageData"), SEGNET),
     "ShuffleChannel": SHUFFLE,
-    **dict.fromkeys(("ROIPooling", "PSROIPooling", "SmoothL1Loss", "Proposal"), FRCNN),
+    **dict.fromkeys(("ROIPooling", "PSROIPooling", "SmoothL1Loss", "BoxAnnotatorOHEM"), FRCNN),
+    "Proposal": PROPOSAL,
     "Interp": INTERP,
     "ReLU6": "a fork with a ReLU6 layer",
     "DepthwiseConvolution": "a fork with a DepthwiseConvolution layer",

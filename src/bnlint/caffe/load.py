@@ -3,12 +3,19 @@
 The kind of a file is read from its content (top-level field names, or whether
 the bytes are text at all), because people name files loosely: a "deploy.txt", a
 ".pb" caffemodel, a solver with the net inside it.
+
+So is a text file's dialect, by default ("auto"): a net with fields that only a
+fork's schema knows is read with that schema. Binary files carry no field names,
+so they are read in the dialect the caller names (BVLC's unless told otherwise):
+the same bytes mean different things to different forks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bnlint.caffe.dialects import (AUTO, Detection, Dialect, detect_dialect,
+                                   dialect_for_schema, get_dialect, resolve_dialect)
 from bnlint.caffe.messages import SchemaProblem, to_message
 from bnlint.caffe.schema import Schema, default_schema
 from bnlint.errors import BnlintError
@@ -31,6 +38,8 @@ class TextFile:
     kind: str                       # NET or SOLVER
     message: object
     problems: list[SchemaProblem] = field(default_factory=list)
+    dialect: Dialect | None = None      # the dialect the message was read in
+    detection: Detection | None = None  # how "auto" chose it (None when forced)
 
     @property
     def path(self) -> str:
@@ -42,6 +51,7 @@ class BinaryFile:
     path: str
     kind: str                       # NET, BLOB or BLOB_VECTOR
     message: object
+    dialect: Dialect | None = None
 
 
 def detect_text_kind(tree: Document, schema: Schema) -> str:
@@ -56,14 +66,23 @@ def detect_text_kind(tree: Document, schema: Schema) -> str:
 
 
 def parse_text(source: SourceFile, schema: Schema | None = None,
-               kind: str | None = None) -> TextFile:
-    """Parse and convert; ParseError on broken syntax, schema problems collected."""
-    schema = schema or default_schema()
+               kind: str | None = None, dialect: str | Dialect = AUTO) -> TextFile:
+    """Parse and convert; ParseError on broken syntax, schema problems collected.
+
+    `dialect` is a dialect name, a Dialect, or "auto" (detected from the fields);
+    an explicit `schema` wins over both.
+    """
     tree = parse_source(source)
-    kind = kind or detect_text_kind(tree, schema)
+    chosen = dialect_for_schema(schema) if schema is not None else resolve_dialect(dialect)
+    kind = kind or detect_text_kind(tree, (chosen.schema() if chosen else default_schema()))
+    detection = None
+    if chosen is None:
+        detection = detect_dialect(tree, kind)
+        chosen = detection.dialect
+    schema = chosen.schema()
     message = schema.message_class(kind)()
     problems = to_message(tree, message)
-    return TextFile(source, tree, kind, message, problems)
+    return TextFile(source, tree, kind, message, problems, chosen, detection)
 
 
 def looks_binary(data: bytes) -> bool:
@@ -78,9 +97,14 @@ def looks_binary(data: bytes) -> bool:
 
 
 def parse_binary(data: bytes, path: str, schema: Schema | None = None,
-                 kind: str | None = None) -> BinaryFile:
-    """A binary NetParameter (.caffemodel) or BlobProto (.binaryproto, mean files)."""
-    schema = schema or default_schema()
+                 kind: str | None = None, dialect: str | Dialect = "bvlc") -> BinaryFile:
+    """A binary NetParameter (.caffemodel) or BlobProto (.binaryproto, mean files).
+
+    Read in `dialect` ("auto" means BVLC's: bytes cannot tell a fork apart).
+    """
+    chosen = dialect_for_schema(schema) if schema is not None else \
+        (resolve_dialect(dialect) or get_dialect("bvlc"))
+    schema = chosen.schema()
     if kind is None:
         kind = BLOB if path.endswith(".binaryproto") else NET
     candidates = [kind] + [k for k in (NET, BLOB) if k != kind]
@@ -95,7 +119,7 @@ def parse_binary(data: bytes, path: str, schema: Schema | None = None,
             first_error = first_error or err
             continue
         if _plausible(msg, candidate):
-            return BinaryFile(path, candidate, msg)
+            return BinaryFile(path, candidate, msg, chosen)
     why = f" ({first_error})" if first_error else ""
     raise BnlintError(f"not a Caffe binary file: neither a net (.caffemodel) nor a blob "
                       f"(.binaryproto) could be read from it{why}", path=path)
@@ -110,10 +134,15 @@ def _plausible(msg, kind: str) -> bool:
     return True
 
 
-def read_any(path: str, schema: Schema | None = None) -> TextFile | BinaryFile:
-    """Text or binary, detected from the bytes; ParseError for broken text."""
+def read_any(path: str, schema: Schema | None = None,
+             dialect: str | Dialect = AUTO) -> TextFile | BinaryFile:
+    """Text or binary, detected from the bytes; ParseError for broken text.
+
+    Text is read in `dialect` (or the detected one for "auto"); binary in `dialect`,
+    BVLC's for "auto".
+    """
     data = read_bytes(path)
     shown = "<stdin>" if path == "-" else path
     if looks_binary(data):
-        return parse_binary(data, shown, schema)
-    return parse_text(decode_text(data, shown), schema)
+        return parse_binary(data, shown, schema, dialect=dialect)
+    return parse_text(decode_text(data, shown), schema, dialect=dialect)

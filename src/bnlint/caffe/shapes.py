@@ -393,6 +393,23 @@ def _pooled_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool,
     return pooled
 
 
+def pool_ceil_mode(param) -> bool:
+    """Whether the output size rounds up: BVLC's `round_mode` or a ceil-mode fork's
+    `ceil_mode` (a bool, default true, at the same field number 13).
+
+    A schema with `ceil_mode` decides by it (`false` is floor rounding, as in those
+    forks' pooling_layer.cpp); if a schema has both fields, a set `ceil_mode` wins.
+    Either way the "last window starts in the padding" correction still applies (it
+    can only fire under ceil rounding).
+    """
+    fields = param.DESCRIPTOR.fields_by_name
+    if "ceil_mode" in fields and (param.HasField("ceil_mode") or "round_mode" not in fields):
+        return bool(param.ceil_mode)
+    if "round_mode" in fields:
+        return enum_name(param, "round_mode") != "FLOOR"
+    return True
+
+
 def pool_geometry(layer, bottom_shape: Shape) -> PoolGeometry:
     """Read pooling_param against a 4-D bottom, checking what Caffe checks."""
     param = layer.pooling_param
@@ -435,7 +452,7 @@ def pool_geometry(layer, bottom_shape: Shape) -> PoolGeometry:
                              f"not {method}")
         if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
             raise ShapeError(f"pooling pad {pad} must be smaller than the kernel {kernel}")
-    ceil_mode = enum_name(param, "round_mode") != "FLOOR"
+    ceil_mode = pool_ceil_mode(param)
     output = (_pooled_size(height, kernel[0], stride[0], pad[0], ceil_mode, "height"),
               _pooled_size(width, kernel[1], stride[1], pad[1], ceil_mode, "width"))
     return PoolGeometry(method, kernel, stride, pad, output, bool(param.global_pooling),
@@ -868,3 +885,7 @@ def multiply_accumulates(layer, bottom_shapes: Sequence[Shape],
     if layer.type == "Convolution":
         return sum(count(top) * per_output for top in shapes.tops)
     return sum(count(bottom) * per_output for bottom in bottoms)
+
+
+# Fork layers' rules register themselves with the same decorator.
+from bnlint.caffe import fork_shapes  # noqa: E402,F401

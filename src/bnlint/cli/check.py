@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from bnlint.caffe.dialects import AUTO, dialect_names
 from bnlint.errors import EXIT_BAD_INPUT, BnlintError
 
 
@@ -17,10 +18,51 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
     return tuple(c.strip().upper() for c in value.split(",") if c.strip())
 
 
+def _weights_reader(path: str):
+    """Reads the .caffemodel in each net's dialect (once per dialect): a fork's
+    weights use the fork's field numbers."""
+    from bnlint.caffe.weights import read_weights
+
+    cache: dict = {}
+
+    def for_dialect(dialect):
+        if dialect.name not in cache:
+            cache[dialect.name] = read_weights(path, dialect.schema())
+        return cache[dialect.name]
+
+    return for_dialect
+
+
 def _format_names() -> list[str]:
     from bnlint.report import formats
 
     return formats()
+
+
+def dialect_options(fn):
+    """--dialect and --proto, for every command that reads nets."""
+    fn = click.option("--proto", "proto", type=click.Path(dir_okay=False), metavar="FILE",
+                      help="Read nets with this caffe.proto: your fork's own schema "
+                           "(compiled at run time; needs pip install 'bnlint[proto]').")(fn)
+    fn = click.option("--dialect", type=click.Choice((AUTO, *dialect_names())),
+                      help="The Caffe the net is for. auto (default): a fork's when "
+                           "the net has fields only that fork's schema knows, else "
+                           "portable; portable, bvlc and legacy use BVLC's schema; the "
+                           "others are forks.")(fn)
+    return fn
+
+
+def check_dialect_options(dialect: str | None, proto: str | None):
+    """The Dialect for --proto (compiled now, so a bad schema fails before any
+    file), the --dialect name, or None when neither was given."""
+    if dialect and proto:
+        raise click.UsageError("--dialect and --proto are mutually exclusive (a --proto "
+                               "schema is the dialect)")
+    if proto:
+        from bnlint.caffe.dialects import load_user_proto
+
+        return load_user_proto(proto)
+    return dialect
 
 
 def collect_paths(paths: tuple[str, ...]) -> tuple[list[str], list[BnlintError]]:
@@ -52,8 +94,7 @@ def collect_paths(paths: tuple[str, ...]) -> tuple[list[str], list[BnlintError]]
 @click.option("--select", help="Only these codes or prefixes (comma-separated).")
 @click.option("--extend-select", help="Add these codes to the selection.")
 @click.option("--ignore", help="Skip these codes or prefixes.")
-@click.option("--dialect", type=click.Choice(["portable", "bvlc", "legacy"]),
-              help="The Caffe the net must be right for (default portable).")
+@dialect_options
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="A .caffemodel to check against the net (W rules).")
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info"]),
@@ -67,8 +108,8 @@ def collect_paths(paths: tuple[str, ...]) -> tuple[list[str], list[BnlintError]]
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="Use this .bnlint.toml / pyproject.toml instead of searching upward.")
 @click.option("--color/--no-color", default=None, help="Force or disable color.")
-def command(paths, fmt, select, extend_select, ignore, dialect, weights, fail_on, exit_zero,
-            statistics, fix, unsafe_fixes, diff, config_file, color):
+def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, fail_on,
+            exit_zero, statistics, fix, unsafe_fixes, diff, config_file, color):
     """Lint Caffe prototxts for BatchNorm mistakes and nets Caffe would refuse.
 
     PATH is a file, a directory (searched for *.prototxt) or '-' for stdin.
@@ -85,18 +126,15 @@ def command(paths, fmt, select, extend_select, ignore, dialect, weights, fail_on
     if fmt not in _format_names():
         raise click.BadParameter(f"{fmt!r} is not one of {', '.join(_format_names())}",
                                  param_hint="--format")
+    check_dialect_options(dialect, proto)
     overrides = {
         "select": _codes(select), "ignore": _codes(ignore),
-        "extend_select": _codes(extend_select), "dialect": dialect,
+        "extend_select": _codes(extend_select), "dialect": dialect, "proto": proto,
         "fail_on": Severity.parse(fail_on) if fail_on else None,
     }
     resolver = ConfigResolver(Path(config_file) if config_file else None, overrides)
     files, errors = collect_paths(paths)
-    weights_info = None
-    if weights:
-        from bnlint.caffe.weights import read_weights
-
-        weights_info = read_weights(weights)
+    weights_info = _weights_reader(weights) if weights else None
 
     from bnlint.files import read_text, write_atomic
 

@@ -4,7 +4,9 @@ from each checked file; command-line options override it.
     [tool.bnlint]
     select = ["E", "N", "BN"]        # codes or prefixes; default: every rule
     ignore = ["BN023"]
-    dialect = "portable"             # portable | bvlc | legacy (more with dialects)
+    dialect = "auto"                 # auto (read from the net) | portable | bvlc | legacy
+                                     # | ssd | ... (`bnlint check --help` lists them)
+    # proto = "caffe/fork.proto"     # instead of dialect: your fork's own caffe.proto
     fail-on = "error"                # error | warning | info
     [tool.bnlint.per-file-ignores]
     "models/legacy/*.prototxt" = ["N006"]
@@ -17,10 +19,11 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bnlint.caffe import dialects
 from bnlint.errors import BnlintError
 from bnlint.lint.diagnostics import Severity
 
-DIALECTS = ("portable", "bvlc", "legacy")
+DIALECTS = (dialects.AUTO, *dialects.dialect_names())
 CONFIG_FILES = (".bnlint.toml", "pyproject.toml")
 
 
@@ -29,7 +32,8 @@ class LintConfig:
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     extend_select: tuple[str, ...] = ()
-    dialect: str = "portable"
+    dialect: str = dialects.AUTO
+    proto: str | None = None         # a user's caffe.proto; overrides `dialect`
     fail_on: Severity = Severity.ERROR
     per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     root: str | None = None          # folder of the config file (patterns are relative)
@@ -49,7 +53,16 @@ class LintConfig:
         return True
 
     def merged(self, **overrides) -> "LintConfig":
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if "dialect" in changes and "proto" not in changes:
+            changes["proto"] = None  # --dialect on the command line beats a config's proto
+        return replace(self, **changes)
+
+    def dialect_choice(self):
+        """What the net is read in: the user's proto, a dialect name, or "auto"."""
+        if self.proto:
+            return dialects.load_user_proto(self.proto)
+        return self.dialect
 
 
 def _matches(code: str, patterns: tuple[str, ...]) -> bool:
@@ -99,7 +112,8 @@ def load_config(path: Path) -> LintConfig:
 
 
 def config_from_table(table: dict, where: str) -> LintConfig:
-    known = {"select", "ignore", "extend-select", "dialect", "fail-on", "per-file-ignores"}
+    known = {"select", "ignore", "extend-select", "dialect", "proto", "fail-on",
+             "per-file-ignores"}
     unknown = set(table) - known
     if unknown:
         raise BnlintError(f"unknown option(s) in [tool.bnlint]: {', '.join(sorted(unknown))} "
@@ -113,10 +127,18 @@ def config_from_table(table: dict, where: str) -> LintConfig:
             raise BnlintError(f"'{key}' must be a list of rule codes", path=where)
         return tuple(v.strip().upper() for v in value)
 
-    dialect = table.get("dialect", "portable")
+    dialect = table.get("dialect", dialects.AUTO)
     if dialect not in dialect_names():
         raise BnlintError(f"unknown dialect {dialect!r} (one of {', '.join(dialect_names())})",
                           path=where)
+    proto = table.get("proto")
+    if proto is not None:
+        if not isinstance(proto, str) or not proto:
+            raise BnlintError("'proto' must be the path of a .proto file", path=where)
+        if "dialect" in table:
+            raise BnlintError("set 'dialect' or 'proto', not both ('proto' is the dialect)",
+                              path=where)
+        proto = str(Path(where).resolve().parent / proto)
     try:
         fail_on = Severity.parse(table.get("fail-on", "error"))
     except ValueError as err:
@@ -128,10 +150,11 @@ def config_from_table(table: dict, where: str) -> LintConfig:
     per_file = tuple((pattern, tuple(c.upper() for c in (v if isinstance(v, list) else [v])))
                      for pattern, v in pfi.items())
     return LintConfig(codes("select"), codes("ignore"), codes("extend-select"), dialect,
-                      fail_on, per_file, str(Path(where).resolve().parent))
+                      proto, fail_on, per_file, str(Path(where).resolve().parent))
 
 
 def dialect_names() -> tuple[str, ...]:
+    """The `dialect` choices: "auto" and every bundled dialect."""
     return DIALECTS
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from bnlint.caffe.net import LayerView, NetGraph, NetState, NetView, layer_included
 
 if TYPE_CHECKING:
+    from bnlint.caffe.dialects import Dialect
     from bnlint.caffe.load import TextFile
     from bnlint.lint.config import LintConfig
     from bnlint.source import SourceFile
@@ -25,7 +26,19 @@ class LintContext:
 
     @property
     def dialect(self) -> str:
-        return self.config.dialect
+        """The name of the dialect the file is read in: the configured one, or under
+        "auto" the detected fork, or "portable" when the net has no fork fields."""
+        return self.dialect_info.name
+
+    @property
+    def dialect_info(self) -> "Dialect":
+        """The Dialect itself: schema, BatchNorm masking, pooling rounding, layer types."""
+        from bnlint.caffe.dialects import PORTABLE, get_dialect
+
+        if self.text_file.dialect is not None:
+            return self.text_file.dialect
+        choice = self.config.dialect
+        return PORTABLE if choice == "auto" else get_dialect(choice)
 
     @cached_property
     def locator(self):

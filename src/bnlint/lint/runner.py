@@ -25,6 +25,11 @@ class FileResult:
 
 
 def lint_source(source: SourceFile, config: LintConfig, weights=None) -> FileResult:
+    """Lint one file in the dialect the config names (or the one read from the net).
+
+    `weights` may be a callable taking the file's Dialect: weights files are read in
+    the net's dialect, which is only known once the net is parsed.
+    """
     from bnlint.caffe.load import parse_text
     from bnlint.caffe.net import net_view
     from bnlint.lint.context import LintContext
@@ -33,7 +38,7 @@ def lint_source(source: SourceFile, config: LintConfig, weights=None) -> FileRes
              if config.enabled(code, source.path) and (weights is not None or
                                                        not cls.needs_weights)]
     try:
-        text_file = parse_text(source)
+        text_file = parse_text(source, dialect=config.dialect_choice())
     except ParseError as err:
         diags = []
         if config.enabled(SYNTAX_ERROR[0], source.path):
@@ -45,6 +50,8 @@ def lint_source(source: SourceFile, config: LintConfig, weights=None) -> FileRes
                                    source)
         return FileResult(source, diags, parsed=False)
 
+    if callable(weights):
+        weights = weights(text_file.dialect)
     view = net_view(text_file)
     ctx = LintContext(source, text_file, view, config, weights)
     diags: list[Diagnostic] = []

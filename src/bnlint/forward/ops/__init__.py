@@ -5,7 +5,9 @@ from bnlint.forward.ops import (  # noqa: F401
     conv,
     dense,
     eltwise,
+    fork,
     norm,
     pooling,
+    ssd,
     structural,
 )

@@ -1,7 +1,8 @@
 """Pooling, bit-exact with BVLC Caffe's CPU loops (pooling_layer.cpp).
 
 The output size (ceil rounding by default, the "last window starts in the padding"
-correction, round_mode FLOOR, global pooling) comes from `shapes.pool_geometry`.
+correction, round_mode FLOOR or a ceil-mode fork's `ceil_mode: false`, global
+pooling) comes from `shapes.pool_geometry`.
 The maths loops over kernel taps, never over pixels: each tap is a strided view of a
 padded copy of the input.
 

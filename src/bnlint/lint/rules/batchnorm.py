@@ -49,11 +49,13 @@ class BnStatsNotFrozen(Rule):
     """BatchNorm without three `param { lr_mult: 0 }` blocks.
 
     Its three blobs are running statistics, not weights. BVLC Caffe since rc4 (Sept
-    2016) masks them itself, but forks from before that (the SSD fork, PVANet-style
-    forks, many vendor Caffes) do not: there the solver trains the statistics and the
-    net degrades silently. Reported as a warning under `--dialect portable` (the net
-    must be right on any Caffe), an error under `legacy`, and not at all under `bvlc`.
-    Only nets that train are checked (a deploy net has no solver).
+    2016) masks them itself, and so does NVCaffe, but forks from before that (the SSD
+    fork, PVANet-style forks, many vendor Caffes) do not: there the solver trains the
+    statistics and the net degrades silently. It follows the dialect: an error where
+    BatchNorm does not mask (`legacy`, `ssd`), nothing where it does (`bvlc`,
+    `nvcaffe`), and a warning elsewhere (`portable`: the net must be right on any
+    Caffe; forks whose builds differ). Only nets that train are checked (a deploy net
+    has no solver).
 
     Bad:
         layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
@@ -73,14 +75,15 @@ class BnStatsNotFrozen(Rule):
     layer_types = BN
 
     def check_layer(self, ctx, layer):
-        if ctx.dialect == "bvlc" or not _trains(ctx):
+        masked = ctx.dialect_info.bn_stats_masked
+        if masked or not _trains(ctx):
             return
         if not any(s.phase == Phase.TRAIN for s in ctx.states_of(layer)):
             return
         count, _ = _bn_param_counts(layer)
         if count:
             return  # BN002 / BN003 judge explicit param blocks
-        severity = Severity.ERROR if ctx.dialect == "legacy" else self.severity
+        severity = Severity.ERROR if masked is False else self.severity
         anchor = (layer.find_all("top") or layer.find_all("bottom") or
                   [layer.find("type") or layer.find("name")])[-1]
         fix = None

@@ -235,10 +235,11 @@ def _has_problem(starts: list[int], layer) -> bool:
 
 @register_rule
 class UnknownLayerType(Rule):
-    """A layer type BVLC Caffe does not have.
+    """A layer type that neither BVLC Caffe nor the file's dialect has.
 
     Either a fork's layer (the message names the fork) or a typo; BVLC Caffe aborts
-    with "Unknown layer type".
+    with "Unknown layer type". A fork's own layers are not reported when the file is
+    read in that fork's dialect (detected, or `--dialect`).
 
     Bad:
         layer { name: "up" type: "Upsample" ... }   # SegNet fork only
@@ -252,8 +253,9 @@ class UnknownLayerType(Rule):
 
     def check_net(self, ctx):
         by_type: dict[str, list] = {}
+        dialect = ctx.dialect_info
         for layer in ctx.view.layers:
-            if layer.type and layer.type not in known.BVLC_LAYER_TYPES:
+            if layer.type and not dialect.knows_layer_type(layer.type):
                 by_type.setdefault(layer.type, []).append(layer)
         for type_name, layers in by_type.items():
             first = layers[0]

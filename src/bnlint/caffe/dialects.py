@@ -1,0 +1,309 @@
+"""Caffe dialects: BVLC Caffe and the forks whose nets are still around.
+
+A dialect is a schema (the fork's caffe.proto facts: names, numbers, types and
+defaults of its fields) plus the few semantics bnlint depends on: whether
+BatchNorm hides its statistics from the solver, how pooling rounds, which extra
+layer types exist. The fork schemas are proto/dialects/<name>.proto, compiled
+into caffe/dialects/<name>.binpb and loaded into private descriptor pools on
+first use, so importing this module costs nothing.
+
+`detect_dialect` picks a net's dialect from its fields, without converting it:
+the fields BVLC's schema does not know are looked up in each fork's schema.
+`load_user_proto` compiles a user's own caffe.proto (`--proto`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from bnlint.caffe import known
+from bnlint.caffe.schema import Schema, default_schema
+from bnlint.errors import BnlintError
+
+if TYPE_CHECKING:
+    from bnlint.syntax.nodes import Document, Message
+
+AUTO = "auto"
+INSTALL_HINT = "pip install 'bnlint[proto]'"
+
+SSD_LAYER_TYPES = frozenset({
+    "AnnotatedData", "DetectionEvaluate", "DetectionOutput", "MultiBoxLoss", "Normalize",
+    "Permute", "PriorBox", "SmoothL1Loss", "VideoData"})
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One Caffe: its schema and the behaviour rules and forward ops must follow.
+
+    `bn_stats_masked`: True when the fork's BatchNorm forces `lr_mult: 0` on its
+    three statistics blobs itself, False when the solver trains them unless the
+    net freezes them, None when it varies between the builds the dialect covers.
+    `pooling` names the PoolingParameter field that decides the rounding:
+    "round_mode" (enum, absent = CEIL) or "ceil_mode" (bool, absent = true).
+    """
+
+    name: str
+    description: str
+    loader: Callable[[], Schema] = field(repr=False, compare=False)
+    bn_stats_masked: bool | None = None
+    pooling: str = "round_mode"
+    fork: str | None = None              # human name of the fork, None for BVLC
+    layer_types: frozenset[str] = frozenset()   # layer types beyond BVLC's
+    source: str = ""                     # where the schema facts come from
+
+    def schema(self) -> Schema:
+        """The dialect's schema (loaded once, then cached)."""
+        return self.loader()
+
+    def knows_layer_type(self, type_name: str) -> bool:
+        return type_name in known.BVLC_LAYER_TYPES or type_name in self.layer_types
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@functools.cache
+def _bundled_schema(name: str) -> Schema:
+    from importlib import resources
+
+    data = resources.files("bnlint.caffe").joinpath("dialects", f"{name}.binpb").read_bytes()
+    return Schema.from_descriptor_set(data, name, f"{name}.proto")
+
+
+def _bundled(name: str) -> Callable[[], Schema]:
+    return functools.partial(_bundled_schema, name)
+
+
+# Fixed order: the first three share BVLC's schema; the forks follow in the
+# order `detect_dialect` prefers them when several fit a net equally well: forks
+# with their own layers before the ceil-mode flag (which many forks carry next to
+# their layers, e.g. soeaver's Faster R-CNN nets), and SSD before NVCaffe, which
+# carries SSD's layers too.
+_DIALECTS = (
+    Dialect("portable", "any Caffe: BVLC's schema, and the rules assume as little as "
+            "possible about the Caffe that runs the net", default_schema,
+            source="proto/caffe.proto (BVLC Caffe master 9b89154)"),
+    Dialect("bvlc", "BVLC Caffe since rc4 (Sept 2016): BatchNorm hides its statistics "
+            "from the solver", default_schema, bn_stats_masked=True,
+            source="proto/caffe.proto; BVLC batch_norm_layer.cpp LayerSetUp sets "
+                   "lr_mult 0 on blobs 0-2"),
+    Dialect("legacy", "BVLC Caffe before Sept 2016: the solver trains BatchNorm's "
+            "statistics unless three `param { lr_mult: 0 }` freeze them", default_schema,
+            bn_stats_masked=False, source="proto/caffe.proto"),
+    Dialect("ssd", "the SSD fork (weiliu89/caffe, branch ssd)", _bundled("ssd"),
+            bn_stats_masked=False, fork=known.SSD, layer_types=SSD_LAYER_TYPES,
+            source="weiliu89/caffe ssd branch caffe.proto; its BatchNorm as built by "
+                   "SSD users predates BVLC's masking (weiliu89/caffe "
+                   "batch_norm_layer.cpp@7a6d40f), and SSD's model_libs.py freezes the "
+                   "statistics with three lr_mult 0 params"),
+    Dialect("segnet", "the SegNet fork (alexgkendall/caffe-segnet): BN, Upsample, "
+            "DenseImageData layers", _bundled("segnet"), fork=known.SEGNET,
+            layer_types=frozenset({"BN", "Upsample", "DenseImageData"}),
+            source="alexgkendall/caffe-segnet@1a2cfea caffe.proto"),
+    Dialect("shufflenet", "ShuffleNet's Caffe layer (farmingyard/ShuffleNet): "
+            "ShuffleChannel", _bundled("shufflenet"), fork=known.SHUFFLE,
+            layer_types=frozenset({"ShuffleChannel"}),
+            source="farmingyard/ShuffleNet README.md"),
+    Dialect("frcnn", "py-faster-rcnn and R-FCN's Caffe: ROIPooling, SmoothL1Loss, "
+            "PSROIPooling, BoxAnnotatorOHEM", _bundled("frcnn"), fork=known.FRCNN,
+            layer_types=frozenset({"ROIPooling", "SmoothL1Loss", "PSROIPooling",
+                                   "BoxAnnotatorOHEM"}),
+            source="rbgirshick/caffe-fast-rcnn and daijifeng001/caffe-rfcn@a764130 "
+                   "caffe.proto"),
+    Dialect("ceil", "ceil-mode pooling forks: PoolingParameter.ceil_mode (bool, default "
+            "true) at BVLC's round_mode number 13", _bundled("ceil"), pooling="ceil_mode",
+            fork=known.CEIL, source="BVLC/caffe PR #3057; brocolli-caffe 9.0.2 caffe.proto"),
+    Dialect("nvcaffe", "NVIDIA Caffe 0.17: BatchNorm with scale and bias inside (5 blobs), "
+            "FP16 storage, SSD's layers", _bundled("nvcaffe"), bn_stats_masked=True,
+            fork=known.NVCAFFE, layer_types=SSD_LAYER_TYPES,
+            source="NVIDIA/caffe@6e8194f caffe.proto; its batch_norm_layer.cpp LayerSetUp "
+                   "forces lr_mult 0 and decay_mult 0 on blobs 0-2"),
+)
+DIALECTS: dict[str, Dialect] = {d.name: d for d in _DIALECTS}
+PORTABLE = DIALECTS["portable"]
+FORKS = tuple(d for d in _DIALECTS if d.fork)
+
+
+def dialect_names() -> tuple[str, ...]:
+    """Every bundled dialect, in the registry's fixed order."""
+    return tuple(DIALECTS)
+
+
+def get_dialect(name: str) -> Dialect:
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise BnlintError(f"unknown dialect {name!r} (one of {AUTO}, "
+                          f"{', '.join(DIALECTS)})") from None
+
+
+def resolve_dialect(choice: str | Dialect | None) -> Dialect | None:
+    """A Dialect for a name, None for "auto" (the net decides)."""
+    if choice is None or choice == AUTO:
+        return None
+    if isinstance(choice, Dialect):
+        return choice
+    return get_dialect(choice)
+
+
+def dialect_for_schema(schema: Schema) -> Dialect:
+    """The bundled dialect a schema object belongs to, or a plain one around it."""
+    if schema is default_schema():
+        return PORTABLE
+    for d in FORKS:
+        if schema.name == d.name and schema is d.schema():
+            return d
+    return Dialect(schema.name, f"the schema {schema.name}", lambda: schema)
+
+
+# --- detection --------------------------------------------------------------------------
+
+Found = tuple[str, int]        # (dotted field path, offset of the field name)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What `detect_dialect` found.
+
+    `evidence`: the fields BVLC's schema does not know and the chosen dialect does
+    (what gave the dialect away). `unknown`: the fields the chosen dialect does not
+    know either (they become E002 findings).
+    """
+
+    dialect: Dialect
+    evidence: tuple[Found, ...] = ()
+    unknown: tuple[Found, ...] = ()
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.evidence)
+
+    def evidence_paths(self) -> list[str]:
+        """The distinct field paths of the evidence, in order of appearance."""
+        return list(dict.fromkeys(path for path, _ in self.evidence))
+
+
+def detect_dialect(tree: Document, kind: str = "NetParameter") -> Detection:
+    """The dialect a text net (or solver) is written for, read from its fields.
+
+    No fields outside BVLC's schema: portable. Otherwise each fork's schema is
+    tried: the one leaving the fewest unknown fields wins (ties go to the earlier
+    fork in the registry), provided it knows at least one field BVLC does not.
+    """
+    base = unknown_fields(tree, default_schema().descriptor(kind))
+    if not base:
+        return Detection(PORTABLE)
+    best = None
+    for dialect in FORKS:
+        left = unknown_fields(tree, dialect.schema().descriptor(kind))
+        left_offsets = {offset for _, offset in left}
+        evidence = tuple(f for f in base if f[1] not in left_offsets)
+        if evidence and (best is None or len(left) < len(best[2])):
+            best = (dialect, evidence, tuple(left))
+    if best is None:
+        return Detection(PORTABLE, (), tuple(base))
+    return Detection(*best)
+
+
+def unknown_fields(node: Document | Message, descriptor, path: str = "") -> list[Found]:
+    """Every field of the tree the descriptor does not know, depth first.
+
+    Cheap (name lookups only, no conversion); the fields inside an unknown field
+    are not visited, as the schema cannot say what they are.
+    """
+    from bnlint.syntax.nodes import ListValue, Message
+
+    found: list[Found] = []
+    by_name = descriptor.fields_by_name
+    for f in node.fields:
+        fpath = f"{path}.{f.name}" if path else f.name
+        fd = by_name.get(f.name)
+        if fd is None:
+            found.append((fpath, f.name_token.offset))
+            continue
+        if fd.message_type is None:
+            continue
+        items = f.value.items if isinstance(f.value, ListValue) else [f.value]
+        for item in items:
+            if isinstance(item, Message):
+                found.extend(unknown_fields(item, fd.message_type, fpath))
+    return found
+
+
+# --- a user's own caffe.proto -----------------------------------------------------------
+
+def load_user_proto(path: str) -> Dialect:
+    """A dialect from a user's caffe.proto, compiled with grpcio-tools' protoc.
+
+    The schema is named after the path as given; its semantics are unknown, so the
+    rules treat it like `portable` (BatchNorm masking unknown).
+    """
+    resolved = Path(path).resolve()
+    if not resolved.is_file():
+        raise BnlintError("no such .proto file", path=path)
+    schema = _compile_user_proto(str(resolved), resolved.stat().st_mtime_ns, path)
+    pool_fields = schema.descriptor("PoolingParameter").fields_by_name \
+        if _has_message(schema, "PoolingParameter") else {}
+    pooling = "ceil_mode" if "ceil_mode" in pool_fields and "round_mode" not in pool_fields \
+        else "round_mode"
+    return Dialect(path, f"the schema in {path}", lambda: schema, pooling=pooling,
+                   fork=f"the Caffe of {path}", source=path)
+
+
+def _has_message(schema: Schema, name: str) -> bool:
+    try:
+        schema.descriptor(name)
+    except KeyError:
+        return False
+    return True
+
+
+@functools.cache
+def _compile_user_proto(resolved: str, mtime_ns: int, shown: str) -> Schema:
+    try:
+        import grpc_tools
+    except ImportError:
+        raise BnlintError(f"--proto needs protoc from grpcio-tools to compile the schema; "
+                          f"install it with: {INSTALL_HINT}", path=shown) from None
+    proto = Path(resolved)
+    includes = Path(grpc_tools.__file__).parent / "_proto"
+    with tempfile.TemporaryDirectory(prefix="bnlint-proto-") as tmp:
+        out = os.path.join(tmp, "schema.binpb")
+        proc = subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto.parent}", f"-I{includes}",
+             "--include_imports", f"--descriptor_set_out={out}", proto.name],
+            capture_output=True, text=True, cwd=proto.parent)
+        if proc.returncode != 0 or not os.path.exists(out):
+            detail = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
+            raise BnlintError(f"protoc could not compile the schema:\n{detail}", path=shown)
+        data = Path(out).read_bytes()
+    try:
+        schema = Schema.from_descriptor_set(data, shown, proto.name)
+    except (TypeError, ValueError, KeyError) as err:
+        raise BnlintError(f"cannot load the compiled schema: {err}", path=shown) from None
+    if not _has_message(schema, "NetParameter"):
+        raise BnlintError(f"not a Caffe schema: no NetParameter message in package "
+                          f"{schema.package or '(none)'!r}", path=shown)
+    missing = [f"{message}.{name}" for message, names in _CORE_FIELDS.items()
+               for name in names if not _has_message(schema, message)
+               or name not in schema.descriptor(message).fields_by_name]
+    if missing:
+        raise BnlintError(f"the schema lacks fields every Caffe has ({', '.join(missing)}); "
+                          f"a fork's caffe.proto is BVLC's plus its own fields", path=shown)
+    return schema
+
+
+# What bnlint reads in every net; forks keep these from BVLC's caffe.proto.
+_CORE_FIELDS = {
+    "NetParameter": ("name", "input", "input_shape", "input_dim", "layer", "layers"),
+    "LayerParameter": ("name", "type", "bottom", "top", "phase", "param", "blobs",
+                       "include", "exclude"),
+    "BlobProto": ("shape", "data", "num", "channels", "height", "width"),
+}
