@@ -1,3 +1,3 @@
 """Every rule module, imported once so that its @register_rule decorators run."""
 
-from bnlint.lint.rules import batchnorm, framework, schema, structure  # noqa: F401
+from bnlint.lint.rules import batchnorm, dialect, framework, schema, structure, weights  # noqa: F401

@@ -1,0 +1,272 @@
+"""`bnlint forward`: run a net with NumPy, as BVLC Caffe would, and save its blobs.
+
+Inputs come from .npy/.npz files or, when not given, are seeded uniform [-1, 1] of
+the declared shapes; missing weights come from the net's fillers with the same seed.
+The options shared with `bnlint info` (--weights, --input-shape, --phase) live here.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import click
+
+from bnlint.errors import BnlintError
+
+PHASES = ("test", "train")
+
+
+def parse_shape_option(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """NAME=1,3,224,224 (repeatable) into {name: shape}."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in values:
+        name, sep, dims = text.partition("=")
+        name = name.strip()
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or any(d <= 0 for d in shape):
+            raise click.BadParameter(f"{text!r}: expected NAME=DIM,DIM,... with positive "
+                                     f"dims, e.g. data=1,3,224,224", ctx=ctx, param=param)
+        shapes[name] = shape
+    return shapes
+
+
+def weights_option(fn):
+    return click.option("--weights", "weights_path", metavar="W",
+                        help="Trained weights (.caffemodel); layers it lacks use their "
+                             "fillers.")(fn)
+
+
+def input_shape_option(fn):
+    return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=SHAPE",
+                        callback=parse_shape_option,
+                        help="Shape of an input blob, e.g. data=1,3,224,224 (repeatable); "
+                             "needed for data layers' tops.")(fn)
+
+
+def phase_option(fn):
+    return click.option("--phase", type=click.Choice(PHASES, case_sensitive=False),
+                        default="test", show_default=True,
+                        help="The net state's phase (which layers are active, BatchNorm "
+                             "statistics).")(fn)
+
+
+def net_state(phase: str):
+    from bnlint.caffe.net import NetState
+    from bnlint.caffe.phase import Phase
+
+    return NetState(Phase.parse(phase))
+
+
+def load_array_file(path: str) -> dict[str, object] | object:
+    """An .npy array or an .npz archive (never pickles), with bnlint's file messages."""
+    import numpy as np
+
+    from bnlint.files import read_bytes
+
+    data = read_bytes(path)
+    try:
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return {name: loaded[name] for name in loaded.files}
+        return loaded
+    except (ValueError, OSError, EOFError) as err:
+        raise BnlintError(f"not a NumPy .npy/.npz file, or one holding Python objects "
+                          f"({err})", path=path) from None
+
+
+def read_inputs(npz_path: str | None, named: tuple[str, ...]) -> dict[str, object]:
+    """--inputs FILE.npz, then each --input NAME=FILE.npy (which wins)."""
+    import numpy as np
+
+    arrays: dict[str, object] = {}
+    if npz_path:
+        loaded = load_array_file(npz_path)
+        if not isinstance(loaded, dict):
+            raise BnlintError("--inputs needs an .npz archive of named arrays (use --input "
+                              "NAME=FILE.npy for one array)", path=npz_path)
+        arrays.update(loaded)
+    for text in named:
+        name, sep, path = text.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"{text!r}: expected NAME=FILE.npy",
+                                     param_hint="--input")
+        loaded = load_array_file(path)
+        if isinstance(loaded, dict):
+            if len(loaded) != 1:
+                raise BnlintError(f"--input {name}= needs one array; this archive holds "
+                                  f"{len(loaded)} (use --inputs)", path=path)
+            loaded = next(iter(loaded.values()))
+        arrays[name] = loaded
+    for name, array in arrays.items():
+        if not np.issubdtype(np.asarray(array).dtype, np.number):
+            raise BnlintError(f"input '{name}' holds {np.asarray(array).dtype} values, not "
+                              f"numbers")
+    return arrays
+
+
+def merged_input_shapes(arrays: dict[str, object],
+                        shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Shapes from --input-shape and from the given arrays, which must agree."""
+    import numpy as np
+
+    merged = dict(shapes)
+    for name, array in arrays.items():
+        shape = tuple(np.shape(array))
+        if name in merged and merged[name] != shape:
+            raise click.BadParameter(f"input '{name}': --input-shape says "
+                                     f"{list(merged[name])}, the array has {list(shape)}",
+                                     param_hint="--input-shape")
+        merged[name] = shape
+    return merged
+
+
+def check_shape_names(names, shapes: dict[str, tuple[int, ...]]) -> None:
+    unknown = sorted(set(shapes) - set(names))
+    if unknown:
+        raise click.BadParameter(f"no input named {', '.join(map(repr, unknown))}; the net's "
+                                 f"inputs: {', '.join(names) or 'none'}",
+                                 param_hint="--input-shape")
+
+
+def _parse_blobs(text: str):
+    if text in ("outputs", "all"):
+        return text
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("expected outputs, all or NAME,NAME,...", param_hint="--blobs")
+    return set(names)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"bnlint: {message}", err=True)
+
+
+def _report_weights(network, weights_path: str | None, seed: int) -> None:
+    if network.filled:
+        shown = ", ".join(network.filled[:5]) + (", ..." if len(network.filled) > 5 else "")
+        if weights_path:
+            _warn(f"warning: {len(network.filled)} layers have no weights in {weights_path}; "
+                  f"filled from their fillers (seed {seed}): {shown}")
+        else:
+            _warn(f"note: no --weights; {len(network.filled)} layers use their fillers "
+                  f"(seed {seed})")
+    if weights_path and network.unused_weights:
+        shown = ", ".join(network.unused_weights[:5])
+        _warn(f"warning: {len(network.unused_weights)} layers with weights in {weights_path} "
+              f"match no active layer and were ignored, as Caffe ignores them (renamed "
+              f"layers?): {shown}{', ...' if len(network.unused_weights) > 5 else ''}")
+
+
+def _run_with_progress(network, inputs, keep):
+    """Run, with a progress bar on a terminal's stderr for nets big enough to wait for."""
+    if not sys.stderr.isatty() or len(network.steps) < 50:
+        return network.run(inputs, keep=keep)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("forward", total=len(network.steps))
+        return network.run(inputs, keep=keep,
+                           on_layer=lambda layer, tops: progress.advance(task))
+
+
+def stdout_console():
+    """A rich console for stdout; wide when piped, so tables do not wrap at 80 columns."""
+    import os
+
+    from rich.console import Console
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=160)
+
+
+def blob_table(blobs: dict):
+    import numpy as np
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("blob", overflow="fold")
+    table.add_column("shape", no_wrap=True)
+    for column in ("min", "max", "mean"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, array in blobs.items():
+        values = np.asarray(array, dtype=np.float64)
+        if values.size:
+            stats = [f"{values.min():.6g}", f"{values.max():.6g}", f"{values.mean():.6g}"]
+        else:
+            stats = ["-", "-", "-"]
+        table.add_row(name, "x".join(map(str, array.shape)) or "scalar", *stats)
+    return table
+
+
+def save_npz(path: str, blobs: dict, inputs: tuple[str, ...]) -> None:
+    """np.savez into memory, then bnlint's atomic write (temporary file and rename)."""
+    import numpy as np
+
+    from bnlint.files import write_atomic
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **blobs)
+    write_atomic(path, buffer.getvalue(), inputs=inputs)
+
+
+@click.command()
+@click.argument("net_path", metavar="NET")
+@weights_option
+@click.option("--input", "named_inputs", multiple=True, metavar="NAME=FILE.npy",
+              help="An input blob from a .npy file (repeatable).")
+@click.option("--inputs", "inputs_npz", metavar="FILE.npz",
+              help="Input blobs by name from an .npz archive.")
+@input_shape_option
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the random inputs and the filler weights.")
+@phase_option
+@click.option("-o", "--output", metavar="OUT.npz", help="Save the blobs to an .npz archive.")
+@click.option("--blobs", "blobs_spec", default="outputs", show_default=True,
+              metavar="outputs|all|NAME,...",
+              help="Which blobs to show and save: the net's outputs, every blob, or "
+                   "these names.")
+def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ...],
+            inputs_npz: str | None, input_shapes: dict, seed: int, phase: str,
+            output: str | None, blobs_spec: str) -> None:
+    """Run NET's forward pass in NumPy, as BVLC Caffe computes it (float32).
+
+    Inputs not given are seeded uniform [-1, 1] of the declared shapes. Prints the
+    chosen blobs' shapes and ranges; -o saves them as an .npz archive.
+    """
+    import numpy as np
+
+    from bnlint.forward.executor import load_network
+
+    keep = _parse_blobs(blobs_spec)
+    arrays = read_inputs(inputs_npz, named_inputs)
+    shapes = merged_input_shapes(arrays, input_shapes)
+    network = load_network(net_path, weights_path, state=net_state(phase),
+                           input_shapes=shapes, seed=seed)
+    check_shape_names(network.input_names, input_shapes)
+    _report_weights(network, weights_path, seed)
+    rng = np.random.default_rng([seed, 1])     # a stream apart from the fillers'
+    inputs = {}
+    for name, shape in network.input_shapes().items():
+        if name in arrays:
+            inputs[name] = np.asarray(arrays[name], dtype=np.float32)
+        else:
+            inputs[name] = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+    unknown = sorted(set(arrays) - set(inputs))
+    if unknown:
+        raise BnlintError(f"no input named {', '.join(map(repr, unknown))} in the net; its "
+                          f"inputs: {', '.join(inputs) or 'none'}", path=net_path)
+    blobs = _run_with_progress(network, inputs, keep)
+    title = "outputs" if keep == "outputs" else "blobs"
+    console = stdout_console()
+    console.print(f"{net_path}: {title} ({network.state})", highlight=False)
+    console.print(blob_table(blobs))
+    if output:
+        inputs_used = (net_path,) + ((weights_path,) if weights_path else ())
+        save_npz(output, blobs, inputs_used)

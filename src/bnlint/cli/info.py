@@ -1,0 +1,126 @@
+"""`bnlint info`: a net's layers with their shapes, parameter counts and MACs.
+
+Descriptive, so it does not stop at the first problem: where a shape cannot be
+known (a data layer without --input-shape, a fork layer) it shows "?" and says why
+under the table. Shapes and parameters come from `caffe.shapes`, MACs from
+`caffe.cost`; NumPy is needed only with --weights.
+"""
+
+from __future__ import annotations
+
+import click
+
+from bnlint.cli.forward import (check_shape_names, input_shape_option, net_state, phase_option,
+                                stdout_console, weights_option)
+
+
+def human(number: int) -> str:
+    """1234567 -> '1.23 M' (SI prefixes, three significant digits)."""
+    for value, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if number >= value:
+            return f"{number / value:.3g} {suffix}"
+    return str(number)
+
+
+def _shape_text(shape) -> str:
+    if shape is None:
+        return "?"
+    return "x".join(map(str, shape)) or "scalar"
+
+
+@click.command()
+@click.argument("net_path", metavar="NET")
+@weights_option
+@input_shape_option
+@phase_option
+def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: str) -> None:
+    """Show NET's layers: type, bottoms, tops, output shapes, parameters and MACs.
+
+    MACs count the matrix products (Convolution, Deconvolution, InnerProduct) per
+    forward pass. With --weights, says which layers have stored weights.
+    """
+    from rich.table import Table
+
+    from bnlint.caffe import cost
+    from bnlint.caffe import shapes as shape_rules
+    from bnlint.caffe.infer import infer_graph_shapes
+    from bnlint.caffe.load import parse_text
+    from bnlint.caffe.net import NetGraph, net_view
+    from bnlint.errors import ShapeError
+    from bnlint.files import read_text
+
+    text = parse_text(read_text(net_path))
+    notes: list[str] = []
+    if text.problems:
+        first = text.problems[0]
+        line, col = text.source.line_col(first.start)
+        notes.append(f"{net_path}:{line}:{col}: {first.message} ({len(text.problems)} schema "
+                     f"problems; shapes assume BVLC Caffe's schema)")
+    view = net_view(text)
+    graph = NetGraph(view, net_state(phase))
+    notes += [problem.message for problem in graph.problems]
+    source_names = [b.name for b in graph.inputs] + [
+        name for lv in graph.layers if not lv.bottoms for name in lv.tops]
+    check_shape_names(source_names, input_shapes)
+    inferred = infer_graph_shapes(graph, input_shapes)
+    weights = None
+    if weights_path:
+        from bnlint.caffe.weights import read_weights
+
+        weights = read_weights(weights_path)
+
+    table = Table()
+    for name, justify, wrap in (("#", "right", False), ("layer", "left", True),
+                                ("type", "left", False), ("bottoms", "left", True),
+                                ("tops", "left", True), ("output shape", "left", False),
+                                ("params", "right", False), ("MACs", "right", False)):
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=not wrap)
+    if weights is not None:
+        table.add_column("weights")
+    total_params = total_macs = 0
+    for position, lv in enumerate(graph.layers):
+        tops = inferred.tops.get(lv.index, [])
+        params = inferred.params.get(lv.index, [])
+        param_count = sum(shape_rules.count(shape) for shape in params)
+        bottom_shapes = [b.shape if b is not None else None for b in graph.bottoms[lv.index]]
+        layer_macs = 0
+        if lv.index in inferred.params and all(s is not None for s in bottom_shapes):
+            try:
+                layer_macs = cost.macs(lv.message, bottom_shapes,
+                                       shape_rules.LayerShapes(list(tops), params))
+            except ShapeError as err:
+                notes.append(err.message)
+        total_params += param_count
+        total_macs += layer_macs
+        row = [str(position), lv.name, lv.type, ", ".join(lv.bottoms), ", ".join(lv.tops),
+               ", ".join(_shape_text(s) for s in tops),
+               f"{param_count:,}" if param_count else "",
+               human(layer_macs) if layer_macs else ""]
+        if weights is not None:
+            row.append("stored" if lv.name in weights and len(weights[lv.name])
+                       else "fillers" if params else "")
+        table.add_row(*row)
+    table.add_section()
+    totals = ["", "total", f"{len(graph.layers)} layers", "", "", "", f"{total_params:,}",
+              human(total_macs)]
+    if weights is not None:
+        totals.append("")
+    table.add_row(*totals)
+
+    console = stdout_console()
+    console.print(f"{net_path} ({graph.state})", highlight=False)
+    console.print(table)
+    console.print(f"parameters: {total_params:,} ({human(total_params * 4)}B as float32); "
+                  f"multiply-accumulates: {total_macs:,}", highlight=False)
+    for lv, err in inferred.errors:
+        notes.append(err.message)
+    for lv in inferred.unknown_types:
+        notes.append(f"layer '{lv.name}': type '{lv.type}' has no shape rule; the shapes "
+                     f"below it are unknown")
+    data_tops = [b.name for lv in graph.layers if not lv.bottoms
+                 for b in graph.tops[lv.index] if b.shape is None and b.consumers]
+    if data_tops:
+        notes.append(f"shapes of {', '.join(data_tops)} come from a dataset; pass "
+                     f"--input-shape {data_tops[0]}=N,C,H,W to see the rest")
+    for note in notes:
+        click.echo(f"bnlint: note: {note}", err=True)

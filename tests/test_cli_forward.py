@@ -1,0 +1,197 @@
+"""`bnlint forward` and `bnlint info` end to end, in a subprocess as a user runs them.
+
+A subprocess (not the in-process runner) because these commands import NumPy and the
+ops lazily: this also checks that the command modules import on their own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import GOLDEN, REPO, needs_shared
+
+TINY = """name: "tiny"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "xavier" }
+                      bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc"
+  inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+
+TRAIN = """name: "train"
+layer { name: "data" type: "Data" top: "data" top: "label"
+  data_param { source: "lmdb" batch_size: 2 backend: LMDB } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 2 } }
+"""
+
+
+def bnlint(*args: str, cwd=None) -> tuple[int, str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                      env.get("PYTHONPATH")]))
+    env.pop("COLUMNS", None)
+    proc = subprocess.run([sys.executable, "-m", "bnlint", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.prototxt"
+    path.write_text(TINY)
+    return path
+
+
+def load(path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def test_forward_prints_outputs_and_saves_them(tiny, tmp_path):
+    out = tmp_path / "out.npz"
+    code, stdout, stderr = bnlint("forward", str(tiny), "-o", str(out))
+    assert code == 0, stderr
+    assert "prob" in stdout and "1x5" in stdout
+    assert "fillers (seed 0)" in stderr
+    saved = load(out)
+    assert list(saved) == ["prob"]
+    assert saved["prob"].dtype == np.float32
+    np.testing.assert_allclose(saved["prob"].sum(), 1.0, rtol=1e-6)
+
+
+def test_forward_is_reproducible_with_a_seed(tiny, tmp_path):
+    runs = []
+    for seed, name in (("3", "a"), ("3", "b"), ("4", "c")):
+        path = tmp_path / f"{name}.npz"
+        assert bnlint("forward", str(tiny), "--seed", seed, "-o", str(path))[0] == 0
+        runs.append(load(path)["prob"])
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+def test_forward_blobs_all_and_by_name(tiny, tmp_path):
+    everything = tmp_path / "all.npz"
+    assert bnlint("forward", str(tiny), "--blobs", "all", "-o", str(everything))[0] == 0
+    assert list(load(everything)) == ["data", "conv", "fc", "prob"]
+    some = tmp_path / "some.npz"
+    assert bnlint("forward", str(tiny), "--blobs", "conv,fc", "-o", str(some))[0] == 0
+    assert set(load(some)) == {"conv", "fc"}
+    assert (load(some)["conv"] >= 0).all()           # the value after the in-place ReLU
+
+
+def test_forward_with_given_inputs(tiny, tmp_path):
+    x = np.ones((1, 2, 4, 4), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "x.npz", data=x)
+    first, second = tmp_path / "1.npz", tmp_path / "2.npz"
+    assert bnlint("forward", str(tiny), "--input", f"data={tmp_path / 'x.npy'}",
+                  "--blobs", "data", "-o", str(first))[0] == 0
+    assert bnlint("forward", str(tiny), "--inputs", str(tmp_path / "x.npz"),
+                  "--blobs", "data", "-o", str(second))[0] == 0
+    np.testing.assert_array_equal(load(first)["data"], x)
+    np.testing.assert_array_equal(load(second)["data"], x)
+
+
+def test_forward_input_shape_override(tiny, tmp_path):
+    out = tmp_path / "out.npz"
+    code, stdout, stderr = bnlint("forward", str(tiny), "--input-shape", "data=3,2,4,4",
+                                  "--blobs", "fc", "-o", str(out))
+    assert code == 0, stderr
+    assert load(out)["fc"].shape == (3, 5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--input-shape", "nope=1,2"), "no input named 'nope'"),
+    (("--input-shape", "data=1,x"), "expected NAME=DIM,DIM"),
+    (("--blobs", "missing"), "no blob named 'missing'"),
+    (("--weights", "no/such.caffemodel"), "no/such.caffemodel: no such file"),
+])
+def test_forward_bad_usage_exits_2(tiny, args, message):
+    code, stdout, stderr = bnlint("forward", str(tiny), *args)
+    assert code == 2
+    assert message in stderr
+
+
+def test_forward_prototxt_as_weights_exits_2(tiny):
+    code, _, stderr = bnlint("forward", str(tiny), "--weights", str(tiny))
+    assert code == 2
+    assert f"{tiny}: a text net definition (prototxt) without weights" in stderr
+
+
+def test_forward_data_layer_needs_input_shape(tmp_path):
+    net = tmp_path / "train.prototxt"
+    net.write_text(TRAIN)
+    code, _, stderr = bnlint("forward", str(net), "--phase", "train")
+    assert code == 2
+    assert f"{net}:2:1:" in stderr and "--input-shape data=" in stderr
+    code, stdout, stderr = bnlint("forward", str(net), "--phase", "train",
+                                  "--input-shape", "data=2,3,4,4")
+    assert code == 0, stderr
+    assert "fc" in stdout and "2x2" in stdout
+
+
+def test_forward_unsupported_layer_exits_2(tmp_path):
+    net = tmp_path / "fork.prototxt"
+    net.write_text(TINY + 'layer { name: "odd" type: "Mystery" bottom: "prob" top: "odd" }\n')
+    code, _, stderr = bnlint("forward", str(net))
+    assert code == 2
+    assert f"{net}:11:1: layer 'odd': type 'Mystery' is not supported" in stderr
+
+
+def test_info_table_and_totals(tiny):
+    code, stdout, stderr = bnlint("info", str(tiny))
+    assert code == 0, stderr
+    for text in ("Convolution", "BatchNorm", "1x3x2x2", "1x5", "total", "6 layers"):
+        assert text in stdout
+    # conv 3*2*3*3 + 3, bn 3+3+1, fc 5*12 + 5: 57 + 7 + 65; MACs conv 12*18, fc 5*12.
+    assert "parameters: 129 " in stdout
+    assert "multiply-accumulates: 276" in stdout
+
+
+def test_info_without_input_shape_shows_unknowns(tmp_path):
+    net = tmp_path / "train.prototxt"
+    net.write_text(TRAIN)
+    code, stdout, stderr = bnlint("info", str(net), "--phase", "train")
+    assert code == 0
+    assert "?" in stdout and "--input-shape data=" in stderr
+    code, stdout, _ = bnlint("info", str(net), "--phase", "train", "--input-shape",
+                             "data=2,3,4,4")
+    assert "2x2" in stdout and "multiply-accumulates: 192" in stdout
+
+
+@needs_shared
+def test_forward_golden_net_matches_caffe(tmp_path):
+    folder = GOLDEN / "bn_variants"
+    out = tmp_path / "out.npz"
+    code, stdout, stderr = bnlint("forward", str(folder / "net.prototxt"),
+                                  "--weights", str(folder / "weights.caffemodel"),
+                                  "--inputs", str(folder / "inputs.npz"),
+                                  "--blobs", "all", "-o", str(out))
+    assert code == 0, stderr
+    assert stderr == ""                              # every layer's weights were found
+    got = load(out)
+    references = load(folder / "blobs.npz")
+    assert set(references) <= set(got)
+    for name, ref in references.items():
+        scale = max(1.0, float(np.abs(ref).max()))
+        assert np.abs(got[name] - ref).max() <= 1e-4 * scale, name
+
+
+@needs_shared
+def test_info_golden_mobilenet():
+    folder = GOLDEN / "mobilenet_v1"
+    code, stdout, stderr = bnlint("info", str(folder / "net.prototxt"),
+                                  "--weights", str(folder / "weights.caffemodel"))
+    assert code == 0, stderr
+    assert "parameters: 4,253,891 " in stdout
+    assert "multiply-accumulates: 568,740,352" in stdout
+    assert "stored" in stdout and "fillers" not in stdout
