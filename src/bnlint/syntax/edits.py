@@ -103,18 +103,53 @@ def _line_start_of_own_block(prefix: str, at_file_start: bool = False) -> int | 
 
 
 def indentation_of(field: Field) -> str | None:
+    """The whitespace before a field on its line; None when something precedes it there.
+
+    The first field of a file is on its own line too (its prefix starts the file).
+    """
     prefix = field.name_token.prefix
     nl = prefix.rfind("\n")
     if nl == -1:
+        if field.start == len(prefix) and not prefix.lstrip("\ufeff").strip():
+            return prefix.lstrip("\ufeff")
         return None
     return prefix[nl + 1:]
 
 
 def remove_field(loc: Locator, field: Field) -> Edit:
     """Remove a field with its own comment lines and its same-line comment."""
+    return _remove_run(loc, field, field)
+
+
+def remove_fields(loc: Locator, fields: Iterable[Field]) -> list[Edit]:
+    """Remove several fields at once (any order, any parents).
+
+    Fields that follow each other on one line are removed as one run: removed one
+    by one, the second's leading blank would overlap the first's trailing one, and
+    a line left with nothing on it would stay behind as blank indentation.
+    """
+    ordered = sorted(fields, key=lambda f: f.start)
+    edits: list[Edit] = []
+    i = 0
+    while i < len(ordered):
+        first = last = ordered[i]
+        i += 1
+        while i < len(ordered):
+            nxt = ordered[i]
+            follows = loc.next_token(loc.last_token(last)) is nxt.name_token
+            if not follows or "\n" in nxt.name_token.prefix:
+                break
+            last = nxt
+            i += 1
+        edits.append(_remove_run(loc, first, last))
+    return edits
+
+
+def _remove_run(loc: Locator, field: Field, last: Field) -> Edit:
+    """Remove `field` through `last` (siblings on one line), as `remove_field` does."""
     prefix = field.name_token.prefix
     prefix_start = field.start - len(prefix)
-    end_tok = loc.last_token(field)
+    end_tok = loc.last_token(last)
     after = loc.next_token(end_tok)
     after_prefix = after.prefix if after is not None else ""
     own = _line_start_of_own_block(prefix, at_file_start=prefix_start == 0)

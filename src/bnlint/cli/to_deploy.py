@@ -1,0 +1,121 @@
+"""`bnlint to-deploy`: the deploy net of a train/test prototxt, comments and layout kept."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _shape_option(ctx, param, values):
+    from bnlint.caffe.inputs import parse_shape_option
+    from bnlint.errors import BnlintError
+
+    shapes = {}
+    for text in values:
+        try:
+            name, shape = parse_shape_option(text)
+        except BnlintError as err:
+            raise click.BadParameter(err.message) from None
+        shapes[name] = shape
+    return shapes
+
+
+@click.command()
+@click.argument("train_path", metavar="TRAIN")
+@click.option("-o", "--output", metavar="OUT", help="Write here instead of stdout.")
+@click.option("--stage", "stages", multiple=True, metavar="S",
+              help="Add a stage to the net state (repeatable), as a solver's test_state does.")
+@click.option("--phase", type=click.Choice(["test", "train"]),
+              help="The phase whose view of the net is kept (default test; train for a net "
+                   "whose rules only name TRAIN).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=DIMS",
+              callback=_shape_option,
+              help="Shape of an input, e.g. data=1,3,224,224 (repeatable); needed when "
+                   "the prototxt does not tell it.")
+@click.option("--batch", type=click.IntRange(min=1), metavar="N",
+              help="Batch size of every input (default: 1, or what the net declares).")
+@click.option("--no-softmax", is_flag=True,
+              help="Leave the logits as the output instead of turning the "
+                   "SoftmaxWithLoss into a Softmax 'prob'.")
+@click.option("--keep-fillers", is_flag=True, help="Keep weight_filler, bias_filler, ...")
+@click.option("--check", "check_path", metavar="DEPLOY",
+              help="Compare with an existing deploy net instead of printing; exit 1 when "
+                   "they differ.")
+@click.option("--weights", metavar="W",
+              help="A .caffemodel: warn about layers with parameters it has no blobs for.")
+def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, keep_fillers,
+            check_path, weights):
+    """Make the deploy net of a train/test prototxt TRAIN.
+
+    Keeps the TEST view (FilterNet), turns the data layers into one Input layer,
+    removes losses, accuracies and everything that only fed them, sets
+    use_global_stats: true on BatchNorm (eps kept), strips fillers and param
+    blocks (named ones, for weight sharing, stay). Every other byte, comments
+    included, stays as written. Notes go to stderr.
+
+    With --check, the batch size and the input shapes that cannot be inferred
+    are taken from DEPLOY unless given.
+    """
+    from bnlint.caffe.load import parse_text
+    from bnlint.caffe.phase import Phase
+    from bnlint.files import read_text, write_atomic
+    from bnlint.transform import reparse
+    from bnlint.transform.deploy import DeployOptions, compare_deploy, to_deploy
+
+    source = read_text(train_path)
+    text_file = parse_text(source)
+    options = DeployOptions(phase=Phase.parse(phase) if phase else None, stages=tuple(stages),
+                            input_shapes=dict(input_shapes), batch=batch,
+                            softmax=not no_softmax, keep_fillers=keep_fillers)
+    reference = None
+    if check_path:
+        from bnlint.transform.deploy import reference_input_shapes
+
+        reference = parse_text(read_text(check_path), dialect=_dialect(text_file))
+        options.fallback_shapes = reference_input_shapes(reference)
+        if batch is None:
+            batches = {s[0] for s in options.fallback_shapes.values() if s}
+            if len(batches) == 1:
+                options.batch = batches.pop()
+    result = to_deploy(text_file, options)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if weights:
+        _warn_missing_weights(reparse(text_file, result.text), weights, keep_fillers)
+    if output:
+        write_atomic(output, result.text, inputs=(train_path,))
+    if reference is None:
+        if not output:
+            write_atomic("-", result.text)
+        return
+    generated = reparse(text_file, result.text)
+    differences = compare_deploy(generated, reference, result.state)
+    if not differences:
+        click.echo(f"{check_path}: the generated deploy net matches")
+        return
+    click.echo(f"{check_path}: {len(differences)} difference(s) from the generated deploy net:")
+    for line in differences:
+        click.echo(f"  {line}")
+    sys.exit(1)
+
+
+def _dialect(text_file):
+    """Read the deploy file in the train net's dialect, so their fields compare alike."""
+    dialect = getattr(text_file, "dialect", None)
+    return dialect if dialect is not None else "auto"
+
+
+def _warn_missing_weights(deploy, weights: str, keep_fillers: bool) -> None:
+    from bnlint.transform.deploy import caffemodel_blob_counts, layers_missing_weights
+
+    counts = caffemodel_blob_counts(weights)
+    missing = layers_missing_weights(deploy, counts)
+    if not missing:
+        return
+    why = ("Caffe will initialise them from their fillers, not from training" if keep_fillers
+           else "their fillers were stripped, so Caffe will leave them at zero")
+    click.echo(f"warning: {len(missing)} layer(s) have parameters but no blobs in {weights}; "
+               f"{why}:", err=True)
+    for lv in missing:
+        click.echo(f"  '{lv.name}' ({lv.type})", err=True)
