@@ -1,0 +1,103 @@
+"""`bnlint fold`: fold BatchNorm (and its Scale) into the layer before it, weights included.
+
+Prints every BatchNorm with what happened to it and why, verifies the result with
+the forward (unless --no-verify), and only then writes the new prototxt and
+.caffemodel. Exit 0 written, 1 the folded net's forward differs (nothing written),
+2 bad input (no weights, a training net, a net Caffe refuses).
+"""
+
+from __future__ import annotations
+
+import click
+
+from bnlint.cli.forward import input_shape_option
+from bnlint.errors import BnlintError
+
+
+def _location(source, site) -> str:
+    line, _ = source.line_col(site.batchnorm.node.start)
+    return f"{source.path}:{line}"
+
+
+def _default_weights_out(output: str) -> str:
+    """OUT.prototxt -> OUT.caffemodel; the folded net is useless without its weights."""
+    from pathlib import Path
+
+    if output == "-":
+        raise click.UsageError("with -o - (stdout), say where the weights go: --weights-out "
+                               "OUT.caffemodel")
+    path = Path(output)
+    weights = path.with_suffix(".caffemodel") if path.suffix else Path(output + ".caffemodel")
+    if weights == path:
+        raise click.UsageError(f"-o {output} ends in .caffemodel; name the prototxt "
+                               f"OUT.prototxt (or give --weights-out)")
+    return str(weights)
+
+
+@click.command()
+@click.argument("net_path", metavar="NET")
+@click.option("--weights", "weights_path", metavar="W",
+              help="The trained weights (.caffemodel): folding needs the BatchNorm "
+                   "statistics and the producers' weights.")
+@click.option("-o", "--output", "output", required=True, metavar="OUT.prototxt",
+              help="Where to write the folded net ('-' for stdout).")
+@click.option("--weights-out", "weights_out", metavar="OUT.caffemodel",
+              help="Where to write the folded weights [default: OUT with the suffix "
+                   ".caffemodel].")
+@click.option("--keep-unfoldable", is_flag=True,
+              help="Leave a BatchNorm that cannot fold as it is, instead of turning it "
+                   "(and its Scale) into one Scale layer with bias.")
+@click.option("--no-verify", "no_verify", is_flag=True,
+              help="Write without comparing the forward of both nets.")
+@input_shape_option
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the verification's random inputs.")
+def command(net_path: str, weights_path: str | None, output: str, weights_out: str,
+            keep_unfoldable: bool, no_verify: bool, input_shapes: dict, seed: int) -> None:
+    """Fold each BatchNorm (and the Scale after it) in NET into the Convolution,
+    Deconvolution or InnerProduct that produces its input.
+
+    Matches layers by the blob graph, keeps eps and Caffe's scale factor, handles
+    Deconvolution's output axis and groups, and NVIDIA Caffe's 5-blob BatchNorm. A
+    BatchNorm that cannot fold becomes one Scale layer with bias. The result is
+    checked with the forward on seeded inputs before anything is written.
+    """
+    from bnlint.caffe.load import parse_text
+    from bnlint.caffe.weights import read_weights
+    from bnlint.files import read_text, write_atomic
+    from bnlint.transform.fold import AS_SCALE, FOLDED, KEPT, fold
+
+    if not weights_path:
+        raise BnlintError("folding needs trained statistics: BatchNorm's mean and variance "
+                          "and the layers' weights are in the .caffemodel, not in the "
+                          "prototxt; pass --weights W.caffemodel", path=net_path)
+    weights_out = weights_out or _default_weights_out(output)
+    if weights_out == output:
+        raise click.UsageError("-o and --weights-out name the same file")
+    text_file = parse_text(read_text(net_path))
+    weights = read_weights(weights_path)
+    result = fold(text_file, weights, keep_unfoldable=keep_unfoldable, verify=not no_verify,
+                  input_shapes=input_shapes, seed=seed)
+    plan = result.plan
+    echo = (lambda message: click.echo(message, err=True)) if output == "-" else click.echo
+    if not plan.sites:
+        echo(f"{net_path}: no BatchNorm layers, nothing to fold")
+    for site in plan.sites:
+        echo(f"{_location(text_file.source, site)}: {site.describe()}")
+    for warning in plan.warnings:
+        echo(f"warning: {warning}")
+    counts = {action: sum(site.action == action for site in plan.sites)
+              for action in (FOLDED, AS_SCALE, KEPT)}
+    echo(f"{counts[FOLDED]} folded, {counts[AS_SCALE]} turned into Scale, {counts[KEPT]} kept")
+    if result.verification is not None:
+        worst = result.verification.worst()
+        shown = (f"worst {worst.used:.1%} of tolerance" if worst is not None
+                 else "nothing to compare")
+        echo(f"verified: {len(result.verification.sites)} rewritten layers and "
+             f"{len(result.verification.outputs)} outputs match on seeded inputs (seed "
+             f"{seed}; {shown})")
+    inputs = (net_path, weights_path)
+    write_atomic(weights_out, result.caffemodel, inputs=inputs)
+    write_atomic(output, plan.text, inputs=inputs)
+    if output != "-":
+        echo(f"wrote {output} and {weights_out}")

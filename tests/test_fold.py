@@ -1,0 +1,597 @@
+"""`bnlint fold`: the maths, the plan on the blob graph, the exact text, the new weights,
+and the forward of the folded net against the input net, the golden Caffe results and
+OpenCV.
+
+Weights are seeded in the tests (He-scaled layers, BatchNorm statistics stored times
+a scale factor of 999.982 as a trained net stores them), never checked in as binaries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import FIXTURES, GOLDEN, needs_shared
+from bnlint.caffe.load import parse_text
+from bnlint.caffe.net import net_view
+from bnlint.caffe.weights import caffemodel_bytes, read_weights, write_caffemodel
+from bnlint.cli import COMMANDS
+from bnlint.errors import BnlintError
+from bnlint.files import read_text
+from bnlint.forward.compare import golden_close
+from bnlint.forward.executor import Network, load_network
+from bnlint.lint.config import LintConfig
+from bnlint.lint.diagnostics import Severity
+from bnlint.lint.runner import lint_source
+from bnlint.source import SourceFile
+from bnlint.transform import fold as fold_module
+from bnlint.transform.fold import (AS_SCALE, FOLDED, KEPT, batchnorm_as_scale, fold,
+                                   fold_batchnorm, plan_fold, runnable)
+
+FOLD = FIXTURES / "fold"
+FACTOR = np.float32(999.982)
+FIXTURE_NETS = ["inplace_chain", "not_in_place", "branch", "deconv_groups", "inner_product",
+                "variants", "scale_two_axes", "shared_weights", "batch_stats"]
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def seeded_weights(net_path: Path, seed: int = 0, zero_factor: tuple[str, ...] = (),
+                   nvcaffe: tuple[str, ...] = ()) -> dict[str, list[np.ndarray]]:
+    """Realistic blobs for every parameterised layer of a net, from its inferred shapes.
+
+    zero_factor: BatchNorms stored with blobs[2] = 0; nvcaffe: BatchNorms stored as
+    NVIDIA Caffe does (mean, variance, correction 1, scale, bias).
+    """
+    view = net_view(parse_text(read_text(str(net_path))))
+    shapes = Network(runnable(view, {})[0], None, None).blobs
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, list[np.ndarray]] = {}
+    for lv in view.layers:
+        blobs = shapes.get(lv.name)
+        if not blobs:
+            continue
+        if lv.type == "BatchNorm":
+            c = blobs[0].shape
+            mean = rng.normal(0, 0.5, c)
+            var = rng.uniform(0.2, 2.0, c)
+            if lv.name in nvcaffe:
+                arrays[lv.name] = [mean.astype(np.float32), var.astype(np.float32),
+                                   np.ones(1, np.float32),
+                                   rng.uniform(0.5, 1.5, c).astype(np.float32),
+                                   rng.uniform(-0.5, 0.5, c).astype(np.float32)]
+                continue
+            factor = np.float32(0) if lv.name in zero_factor else FACTOR
+            arrays[lv.name] = [(mean * FACTOR).astype(np.float32),
+                               (var * FACTOR).astype(np.float32), np.array([factor], np.float32)]
+        elif lv.type == "Scale":
+            arrays[lv.name] = [rng.uniform(0.5, 1.5, blobs[0].shape).astype(np.float32)] + [
+                rng.uniform(-0.5, 0.5, b.shape).astype(np.float32) for b in blobs[1:]]
+        else:
+            weight = blobs[0]
+            fan_in = max(1, weight[0].size)
+            arrays[lv.name] = [(rng.standard_normal(weight.shape) *
+                                np.sqrt(2.0 / fan_in)).astype(np.float32)] + [
+                rng.uniform(-0.5, 0.5, b.shape).astype(np.float32) for b in blobs[1:]]
+    return arrays
+
+
+def write_weights(path: Path, net_path: Path, arrays) -> Path:
+    view = net_view(parse_text(read_text(str(net_path))))
+    write_caffemodel(str(path), view, arrays)
+    return path
+
+
+def inputs_for(network: Network, seed: int = 7) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {name: rng.uniform(-1, 1, shape).astype(np.float32)
+            for name, shape in network.input_shapes().items()}
+
+
+def forward(net_path, weights, inputs=None, keep="outputs"):
+    """Run a net (NVCaffe BatchNorm included) with weights from a dict or a file."""
+    text = parse_text(read_text(str(net_path)))
+    if isinstance(weights, (str, Path)):
+        weights = read_weights(str(weights))
+    view, weights = runnable(net_view(text), weights)
+    network = Network(view, None, weights)
+    inputs = inputs if inputs is not None else inputs_for(network)
+    return network.run(inputs, keep=keep), inputs
+
+
+@pytest.fixture
+def fold_cli(run_cli, monkeypatch, tmp_path):
+    """`bnlint fold NET --weights W -o OUT --weights-out OUT.caffemodel [extra]`."""
+    monkeypatch.setitem(COMMANDS, "fold", ("bnlint.cli.fold", "Fold BatchNorm."))
+
+    def run(net_path: Path, weights: Path | None, *extra: str, name: str = "folded"):
+        out = tmp_path / f"{name}.prototxt"
+        model = tmp_path / f"{name}.caffemodel"
+        args = [str(net_path)] + (["--weights", str(weights)] if weights else [])
+        code, stdout, stderr = run_cli("fold", *args, "-o", str(out), "--weights-out",
+                                       str(model), *extra)
+        return code, stdout, stderr, out, model
+
+    return run
+
+
+def fold_fixture(fold_cli, tmp_path, name: str, *extra: str, **weight_options):
+    net = FOLD / f"{name}.prototxt"
+    arrays = seeded_weights(net, **weight_options)
+    weights = write_weights(tmp_path / f"{name}.in.caffemodel", net, arrays)
+    code, out, err, proto, model = fold_cli(net, weights, *extra)
+    assert code == 0, out + err
+    return net, weights, arrays, proto, model, out
+
+
+# --- the maths ----------------------------------------------------------------------------
+
+def _reference_bn(y, mean, var, factor, eps, gamma, beta):
+    """Caffe's BatchNorm then Scale, in float64, per channel on axis 0 of y."""
+    f = 0.0 if factor == 0 else 1.0 / factor
+    shape = (-1,) + (1,) * (y.ndim - 1)
+    norm = (y - (mean * f).reshape(shape)) / np.sqrt(var * f + eps).reshape(shape)
+    return norm * gamma.reshape(shape) + beta.reshape(shape)
+
+
+@settings(max_examples=40, deadline=None)
+@given(out=st.integers(1, 6), inp=st.integers(1, 5), factor=st.sampled_from([0.0, 1.0, 999.982]),
+       eps=st.sampled_from([1e-5, 1e-3, 1e-2]), seed=st.integers(0, 2**16))
+def test_fold_batchnorm_equals_bn_after_a_matrix_product(out, inp, factor, eps, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((out, inp))
+    b = rng.standard_normal(out)
+    x = rng.standard_normal((inp, 11))
+    mean, var = rng.normal(0, 1, out) * factor, rng.uniform(0.1, 2, out) * factor
+    gamma, beta = rng.uniform(0.5, 1.5, out), rng.normal(0, 1, out)
+    w2, b2 = fold_batchnorm(w, b, mean, var, factor, eps, gamma, beta)
+    assert w2.dtype == b2.dtype == np.float32
+    expected = _reference_bn(w @ x + b[:, None], mean, var, factor, eps, gamma, beta)
+    got = w2.astype(np.float64) @ x + b2.astype(np.float64)[:, None]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_zero_scale_factor_means_mean_and_variance_zero():
+    mean = np.array([5.0, -3.0])
+    var = np.array([2.0, 7.0])
+    scale, bias = batchnorm_as_scale(mean, var, 0.0, 1e-5, np.array([2.0, 1.0]),
+                                     np.array([0.5, -1.0]))
+    np.testing.assert_allclose(scale, np.array([2.0, 1.0]) / np.sqrt(1e-5), rtol=1e-6)
+    np.testing.assert_array_equal(bias, np.array([0.5, -1.0], np.float32))
+
+
+def test_scale_factor_divides_the_statistics_and_eps_is_kept():
+    scale, bias = batchnorm_as_scale([10.0], [4.0], 2.0, 1e-3)
+    assert scale[0] == np.float32(1 / np.sqrt(2.0 + 1e-3))
+    assert bias[0] == np.float32(-5.0 / np.sqrt(2.0 + 1e-3))
+
+
+def test_deconvolution_scales_axis_one_per_group():
+    """Weights (C_in, O/g, kh, kw): output channel g*O/g + j lives in group g's rows, column j."""
+    rng = np.random.default_rng(3)
+    groups, c_in, per_group = 3, 6, 2
+    w = rng.standard_normal((c_in, per_group, 2, 2))
+    k = rng.uniform(0.5, 2.0, groups * per_group)
+    w2, b2 = fold_batchnorm(w, None, np.zeros(6), k ** -2.0, 1.0, 0.0, out_axis=1,
+                            groups=groups)
+    for row in range(c_in):
+        g = row // (c_in // groups)
+        for j in range(per_group):
+            np.testing.assert_allclose(w2[row, j], w[row, j] * k[g * per_group + j], rtol=1e-6)
+    np.testing.assert_array_equal(b2, np.zeros(6, np.float32))
+
+
+def test_transposed_inner_product_scales_columns():
+    w = np.arange(6.0).reshape(3, 2)        # (K, N) with transpose: true
+    w2, _ = fold_batchnorm(w, None, [0, 0], [3.0, 0.0], 1.0, 1.0, out_axis=1)
+    np.testing.assert_allclose(w2, w * np.array([0.5, 1.0]), rtol=1e-7)
+
+
+def test_fold_rejects_weights_without_those_channels():
+    with pytest.raises(ValueError):
+        fold_batchnorm(np.ones((4, 2)), None, np.zeros(3), np.ones(3), 1.0, 1e-5)
+
+
+# --- the exact text -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["inplace_chain", "not_in_place", "branch"])
+def test_folded_text_is_exactly_the_expected_one(name, fold_cli, tmp_path):
+    _, _, _, proto, _, _ = fold_fixture(fold_cli, tmp_path, name)
+    assert proto.read_text() == (FOLD / f"{name}.folded.prototxt").read_text()
+
+
+def test_sites_are_listed_with_their_reasons(fold_cli, tmp_path):
+    *_, out = fold_fixture(fold_cli, tmp_path, "branch")
+    assert "bn_a + sc_a -> Scale 'sc_a' with bias: not folded, its input 'conv_a' also feeds " \
+           "Eltwise 'sum'" in out
+    assert "bn_b + sc_b -> Scale 'sc_b'" in out and "also feeds ReLU 'short_b'" in out
+    assert "its input comes from Pooling 'pool'" in out
+    assert "bn_c + sc_c folded into Convolution 'conv_c'" in out
+    assert "branch.prototxt:23: bn_pool -> Scale" in out   # where bn_pool starts
+    assert "1 folded, 3 turned into Scale, 0 kept" in out
+    assert "verified:" in out
+
+
+def test_not_in_place_renames_only_the_producers_top(fold_cli, tmp_path):
+    *_, out = fold_fixture(fold_cli, tmp_path, "not_in_place")
+    assert "top 'conv' renamed 's_out'" in out
+
+
+def test_keep_unfoldable_leaves_them_as_written(fold_cli, tmp_path):
+    net, _, _, proto, _, out = fold_fixture(fold_cli, tmp_path, "branch", "--keep-unfoldable")
+    text = proto.read_text()
+    for name in ("bn_a", "bn_b", "bn_pool"):
+        assert f'name: "{name}" type: "BatchNorm"' in text or f'name: "{name}"' in text
+    assert text.count('type: "BatchNorm"') == 3
+    assert "bn_c" not in text
+    assert "(--keep-unfoldable)" in out
+
+
+def test_batch_statistics_are_kept(fold_cli, tmp_path):
+    net, weights, _, proto, _, out = fold_fixture(fold_cli, tmp_path, "batch_stats")
+    assert proto.read_text() == net.read_text()
+    assert "conv_bn kept: it uses batch statistics" in out
+
+
+def test_refolding_the_output_changes_nothing(fold_cli, tmp_path):
+    for name in FIXTURE_NETS:
+        _, _, _, proto, model, _ = fold_fixture(fold_cli, tmp_path, name)
+        code, out, err, again, _ = fold_cli(proto, model, name="again")
+        assert code == 0, err
+        assert again.read_text() == proto.read_text(), name
+
+
+# --- the new weights ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", FIXTURE_NETS)
+def test_caffemodel_holds_every_layer_of_the_new_net_with_its_shapes(name, fold_cli, tmp_path):
+    _, _, _, proto, model, _ = fold_fixture(fold_cli, tmp_path, name)
+    view = net_view(parse_text(read_text(str(proto))))
+    expected = Network(view, None, None).blobs            # shapes from the fillers
+    written = read_weights(str(model))
+    assert list(written) == [lv.name for lv in view.layers]
+    for lv in view.layers:
+        assert written[lv.name].layer_type == lv.type
+        assert [b.shape for b in written[lv.name]] == \
+            [b.shape for b in expected.get(lv.name, [])]
+
+
+def test_folded_weights_are_the_formula(fold_cli, tmp_path):
+    _, _, arrays, _, model, _ = fold_fixture(fold_cli, tmp_path, "inplace_chain")
+    written = read_weights(str(model))
+    mean, var, factor = (a.astype(np.float64) for a in arrays["bn1"])
+    gamma, beta = (a.astype(np.float64) for a in arrays["scale1"])
+    k = gamma / np.sqrt(var / factor[0] + np.float64(np.float32(1e-5)))
+    w = arrays["conv1"][0].astype(np.float64)
+    np.testing.assert_allclose(written["conv1"][0], w * k[:, None, None, None], rtol=1e-6)
+    np.testing.assert_allclose(written["conv1"][1], -mean / factor[0] * k + beta, rtol=1e-6,
+                               atol=1e-6)
+    # bn_fc: eps 1e-3 as written, InnerProduct with its own bias, no Scale
+    mean, var, factor = (a.astype(np.float64) for a in arrays["bn_fc"])
+    k = 1 / np.sqrt(var / factor[0] + np.float64(np.float32(1e-3)))
+    w, b = (a.astype(np.float64) for a in arrays["fc"])
+    np.testing.assert_allclose(written["fc"][0], w * k[:, None], rtol=1e-6)
+    np.testing.assert_allclose(written["fc"][1], (b - mean / factor[0]) * k, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_zero_scale_factor_in_the_weights(fold_cli, tmp_path):
+    net, weights, arrays, proto, model, out = fold_fixture(fold_cli, tmp_path, "variants",
+                                                           zero_factor=("c0_bn",))
+    assert "scale factor 0" in out
+    written = read_weights(str(model))
+    gamma, beta = arrays["c0_sc"]
+    k = gamma.astype(np.float64) / np.sqrt(np.float64(np.float32(1e-5)))
+    np.testing.assert_allclose(written["c0"][0], arrays["c0"][0] * k[:, None, None, None],
+                               rtol=1e-6)
+    np.testing.assert_allclose(written["c0"][1], arrays["c0"][1] * k + beta, rtol=1e-5)
+
+
+def test_nvcaffe_five_blob_batchnorm(fold_cli, tmp_path):
+    net, weights, arrays, proto, model, out = fold_fixture(
+        fold_cli, tmp_path, "nvcaffe", nvcaffe=("conv_bn", "pool_bn"))
+    text = proto.read_text()
+    assert 'type: "BatchNorm"' not in text and "scale_bias" not in text
+    assert "conv_bn folded into Convolution 'conv'" in out
+    assert "pool_bn -> Scale 'pool_bn'" in out
+    written = read_weights(str(model))
+    mean, var, _, gamma, beta = (a.astype(np.float64) for a in arrays["conv_bn"])
+    k = gamma / np.sqrt(var + 1e-5)            # NVCaffe: eps at least 1e-5, no correction
+    np.testing.assert_allclose(written["conv"][0],
+                               arrays["conv"][0] * k[:, None, None, None], rtol=1e-6)
+    np.testing.assert_allclose(written["conv"][1], beta - mean * k, rtol=1e-5, atol=1e-6)
+    mean, var, _, gamma, beta = (a.astype(np.float64) for a in arrays["pool_bn"])
+    k = gamma / np.sqrt(var + 1e-5)
+    np.testing.assert_allclose(written["pool_bn"][0], k, rtol=1e-6)
+    np.testing.assert_allclose(written["pool_bn"][1], beta - mean * k, rtol=1e-5, atol=1e-6)
+
+
+def test_nvcaffe_batchnorm_kept_keeps_its_five_blobs(fold_cli, tmp_path):
+    net, weights, arrays, proto, model, out = fold_fixture(
+        fold_cli, tmp_path, "nvcaffe", "--keep-unfoldable", nvcaffe=("conv_bn", "pool_bn"))
+    assert "pool_bn kept: not foldable" in out and "verified:" in out
+    written = read_weights(str(model))
+    assert [b.shape for b in written["pool_bn"]] == [(5,), (5,), (1,), (5,), (5,)]
+    assert "scale_bias: true } }" in proto.read_text()
+
+
+def test_intel_caffe_five_blobs_are_not_taken_for_nvcaffe():
+    text = parse_text(SourceFile("x.prototxt", (FOLD / "nvcaffe.prototxt").read_text()))
+    arrays = seeded_weights(FOLD / "nvcaffe.prototxt", nvcaffe=("conv_bn", "pool_bn"))
+    c = arrays["conv_bn"][0].size
+    # Intel Caffe's order: scale, shift, mean, variance (C each), then the factor [1].
+    arrays["conv_bn"] = [np.ones(c, np.float32)] * 4 + [np.ones(1, np.float32)]
+    plan = plan_fold(text, arrays)
+    site = next(s for s in plan.sites if s.batchnorm.name == "conv_bn")
+    assert site.action == KEPT and "not NVIDIA Caffe's" in site.reason
+
+
+# --- the forward ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", FIXTURE_NETS + ["nvcaffe"])
+def test_folded_forward_equals_the_input_forward(name, fold_cli, tmp_path):
+    options = {"nvcaffe": ("conv_bn", "pool_bn")} if name == "nvcaffe" else {}
+    net, weights, arrays, proto, model, _ = fold_fixture(fold_cli, tmp_path, name, **options)
+    ref, inputs = forward(net, arrays, keep="all")
+    got, _ = forward(proto, model, inputs, keep="all")
+    common = [blob for blob in got if blob in ref and blob not in inputs]
+    assert common
+    for blob in common:
+        result = golden_close(got[blob], ref[blob])
+        assert result.ok, f"{name}/{blob}: {result.describe()}"
+
+
+def _check_errors(path: Path) -> set[str]:
+    source = SourceFile(str(path), path.read_text())
+    return {d.code for d in lint_source(source, LintConfig()).diagnostics
+            if d.severity >= Severity.ERROR}
+
+
+def test_output_passes_check_and_has_nothing_left_to_fold(fold_cli, tmp_path):
+    """No error `bnlint check` finds in the output that it did not find in the input
+    (batch_stats keeps its BN021: a BatchNorm with batch statistics is not foldable)."""
+    for name in FIXTURE_NETS + ["nvcaffe"]:
+        options = {"nvcaffe": ("conv_bn", "pool_bn")} if name == "nvcaffe" else {}
+        net, _, _, proto, model, _ = fold_fixture(fold_cli, tmp_path, name, **options)
+        new_errors = _check_errors(proto) - _check_errors(net)
+        assert not new_errors, f"{name}: {new_errors}"
+        if name not in ("batch_stats", "nvcaffe"):
+            assert not _check_errors(proto), name
+        source = SourceFile(str(proto), proto.read_text())
+        again = plan_fold(parse_text(source), read_weights(str(model)))
+        assert all(site.action == KEPT for site in again.sites), name
+
+
+# --- refusals and the safety net -----------------------------------------------------------
+
+def test_no_weights_exits_2_and_says_why(fold_cli, tmp_path):
+    code, out, err, proto, model = fold_cli(FOLD / "inplace_chain.prototxt", None)
+    assert code == 2
+    assert "trained statistics" in err and "--weights" in err
+    assert not proto.exists() and not model.exists()
+
+
+def test_a_prototxt_given_as_weights_exits_2(fold_cli, tmp_path):
+    net = FOLD / "inplace_chain.prototxt"
+    code, out, err, proto, model = fold_cli(net, net)
+    assert code == 2 and "without weights" in err
+    assert not proto.exists()
+
+
+def test_a_training_net_is_refused(fold_cli, tmp_path):
+    net = FIXTURES / "examples" / "tiny_resnet_train_val.prototxt"
+    weights = write_weights(tmp_path / "w.caffemodel", net,
+                            {"conv1": [np.ones((4, 3, 3, 3), np.float32)]})
+    code, out, err, proto, _ = fold_cli(net, weights)
+    assert code == 2 and "TRAIN phase only" in err
+    assert not proto.exists()
+
+
+def test_a_mismatch_writes_nothing_and_names_the_site(fold_cli, tmp_path, monkeypatch):
+    real = fold_module._fold_affine64
+
+    def off_by_a_bit(weight, bias, k, c, out_axis=0, groups=1):
+        w, b = real(weight, bias, k, c, out_axis, groups)
+        return w, b + 0.05
+
+    monkeypatch.setattr(fold_module, "_fold_affine64", off_by_a_bit)
+    net = FOLD / "inplace_chain.prototxt"
+    weights = write_weights(tmp_path / "w.caffemodel", net, seeded_weights(net))
+    code, out, err, proto, model = fold_cli(net, weights)
+    assert code == 1
+    assert "bn1 + scale1 -> Convolution 'conv1'" in err and "nothing was written" in err
+    assert not proto.exists() and not model.exists()
+    code, out, err, proto, model = fold_cli(net, weights, "--no-verify")
+    assert code == 0 and proto.exists() and model.exists()
+
+
+def test_api_returns_bytes_and_writes_nothing(tmp_path):
+    net = FOLD / "deconv_groups.prototxt"
+    result = fold(parse_text(read_text(str(net))), seeded_weights(net))
+    assert [s.action for s in result.plan.sites] == [FOLDED] * 3
+    assert result.caffemodel == caffemodel_bytes(net_view(parse_text(
+        SourceFile("x", result.plan.text))), result.plan.arrays)
+    assert list(tmp_path.iterdir()) == []
+    assert result.verification.sites and result.verification.worst().ok
+
+
+def test_shared_weights_are_not_folded():
+    net = FOLD / "shared_weights.prototxt"
+    plan = plan_fold(parse_text(read_text(str(net))), seeded_weights(net))
+    (site,) = plan.sites
+    assert site.action == AS_SCALE and "shares its weights with Convolution 'right'" in site.reason
+
+
+def test_a_scale_is_not_rewired_past_an_in_place_writer():
+    """bn reads 'p', relu then writes 'p' in place before sc: sc cannot be rewired to
+    read 'p', so the BatchNorm becomes a Scale on its own and sc stays."""
+    text = SourceFile("rewire.prototxt", """\
+layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } } }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "p"
+  pooling_param { pool: MAX kernel_size: 1 } }
+layer { name: "bn" type: "BatchNorm" bottom: "p" top: "b" }
+layer { name: "relu" type: "ReLU" bottom: "p" top: "p" }
+layer { name: "sc" type: "Scale" bottom: "b" top: "s" }
+layer { name: "sum" type: "Eltwise" bottom: "p" bottom: "s" top: "sum" }
+""")
+    arrays = {"bn": [np.array([1.0, 2.0], np.float32), np.array([4.0, 9.0], np.float32),
+                     np.ones(1, np.float32)],
+              "sc": [np.array([2.0, 3.0], np.float32)]}
+    result = fold(parse_text(text), arrays)
+    (site,) = result.plan.sites
+    assert site.action == AS_SCALE and site.scale is None
+    assert "kept apart" in site.describe()
+    assert 'layer { name: "bn" type: "Scale" bottom: "p" top: "b" scale_param { bias_term: ' \
+           'true } }' in result.plan.text
+    assert 'layer { name: "sc" type: "Scale" bottom: "b" top: "s" }' in result.plan.text
+    assert result.verification.worst().ok
+
+
+def test_output_to_stdout(fold_cli, tmp_path, run_cli):
+    net = FOLD / "not_in_place.prototxt"
+    weights = write_weights(tmp_path / "w.caffemodel", net, seeded_weights(net))
+    code, out, err = run_cli("fold", str(net), "--weights", str(weights), "-o", "-",
+                             "--weights-out", str(tmp_path / "f.caffemodel"))
+    assert code == 0, err
+    assert out == (FOLD / "not_in_place.folded.prototxt").read_text()
+    assert "folded into Convolution 'conv'" in err
+
+
+# --- the golden nets ------------------------------------------------------------------------
+
+GOLDEN_NETS = ["bn_variants", "conv_pool", "elementwise", "mobilenet_v1", "squeezenet_v1.1",
+               "densenet121",
+               pytest.param("mobilenet_ssd", marks=pytest.mark.xfail(
+                   reason="fork dialect (issue 9); its seeded BatchNorm statistics on 1x1 "
+                          "maps (variance near 0) amplify float32 rounding past the golden "
+                          "tolerance even unfolded", strict=False))]
+
+
+def _npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def _zero_dim_blobs_survive() -> bool:
+    """Whether the .caffemodel writer keeps a 0-axis blob (PReLU channel_shared) 0-axis."""
+    from bnlint.caffe.weights import weights_from_net
+    from bnlint.caffe.schema import default_schema
+
+    message = default_schema().message_class("NetParameter")()
+    message.ParseFromString(caffemodel_bytes(None, {"p": [np.float32(1.0).reshape(())]}))
+    return weights_from_net(message)["p"][0].shape == ()
+
+
+@needs_shared
+@pytest.mark.parametrize("name", GOLDEN_NETS)
+def test_golden_net_folded(name, fold_cli, tmp_path):
+    folder = GOLDEN / name
+    inputs = _npz(folder / "inputs.npz")
+    shapes = {k: v.shape for k, v in inputs.items()}
+    try:
+        load_network(str(folder / "net.prototxt"), str(folder / "weights.caffemodel"),
+                     input_shapes=shapes)
+    except BnlintError as err:
+        pytest.skip(f"fork dialect (issue 9): {err}")
+    if name == "elementwise" and not _zero_dim_blobs_survive():
+        pytest.xfail("caffe/weights.py writes a 0-axis blob (PReLU channel_shared) as [1]")
+    code, out, err, proto, model = fold_cli(folder / "net.prototxt",
+                                            folder / "weights.caffemodel")
+    assert code == 0, out + err
+    assert 'type: "BatchNorm"' not in proto.read_text()
+    assert not _check_errors(proto) - _check_errors(folder / "net.prototxt")
+    references = {**_npz(folder / "blobs.npz"), **_npz(folder / "outputs.npz")}
+    net = load_network(str(proto), str(model), input_shapes=shapes)
+    assert net.filled == []
+    compared = set(references) & set(net.top_names())
+    assert set(_npz(folder / "outputs.npz")) <= compared
+    got = net.run(inputs, keep=compared)
+    worst = 0.0
+    for blob in sorted(compared):
+        result = golden_close(got[blob], references[blob])
+        assert result.ok, f"{name}/{blob}: {result.describe()}"
+        worst = max(worst, result.used)
+    print(f"{name}: {len(compared)} blobs, worst {worst:.1%} of the golden tolerance")
+
+
+# --- OpenCV --------------------------------------------------------------------------------
+
+def _opencv_outputs(cv2, proto: Path, model: Path, inputs, network: Network):
+    cv_net = cv2.dnn.readNetFromCaffe(str(proto), str(model))
+    for name, array in inputs.items():
+        cv_net.setInput(array, name)
+    producers = {}
+    for step in network.steps:
+        for top in step.layer.tops:
+            producers[top] = step.layer.name
+    names = network.output_names
+    outs = cv_net.forward([producers[name] for name in names])
+    return dict(zip(names, outs))
+
+
+# OpenCV's dnn module cannot run some of the fixtures, folded or not, for reasons of its
+# own: inner_product (it misreads a transposed InnerProduct and refuses one on axis 2),
+# scale_two_axes (it asserts when fusing a Scale over two axes into the conv),
+# batch_stats (it ignores use_global_stats: false), and the golden conv_pool (its LRN
+# ignores k, and the transposed InnerProduct again).
+OPENCV_NETS = [("fixture", name) for name in ("inplace_chain", "not_in_place", "branch",
+                                              "deconv_groups", "variants", "shared_weights",
+                                              "nvcaffe")] + \
+              [("golden", name) for name in ("bn_variants", "mobilenet_v1", "squeezenet_v1.1",
+                                             "densenet121")]
+
+
+@pytest.mark.parametrize("kind,name", OPENCV_NETS)
+def test_opencv_runs_the_folded_files_like_bnlint(kind, name, fold_cli, tmp_path):
+    """cv2.dnn.readNetFromCaffe on the folded files gives bnlint's outputs on them.
+
+    (On deconv_groups OpenCV gets the unfolded net wrong: it fuses the BatchNorm into
+    the grouped Deconvolution on the wrong axis. Folded, it is right.)
+    """
+    cv2 = pytest.importorskip("cv2")
+    if kind == "golden":
+        if not GOLDEN.is_dir():
+            pytest.skip("../shared is not next to this clone")
+        net, weights = GOLDEN / name / "net.prototxt", GOLDEN / name / "weights.caffemodel"
+        code, out, err, proto, model = fold_cli(net, weights)
+        assert code == 0, out + err
+        inputs = _npz(GOLDEN / name / "inputs.npz")
+    else:
+        options = {"nvcaffe": ("conv_bn", "pool_bn")} if name == "nvcaffe" else {}
+        net, weights, _, proto, model, _ = fold_fixture(fold_cli, tmp_path, name, **options)
+        inputs = None
+    folded = load_network(str(proto), str(model),
+                          input_shapes={k: v.shape for k, v in (inputs or {}).items()})
+    inputs = inputs if inputs is not None else inputs_for(folded)
+    ours = folded.run(inputs)
+    theirs = _opencv_outputs(cv2, proto, model, inputs, folded)
+    for blob in ours:
+        result = golden_close(theirs[blob].reshape(ours[blob].shape), ours[blob])
+        assert result.ok, f"{name}/{blob}: {result.describe()}"
+
+
+def test_weights_out_defaults_to_the_prototxt_name(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setitem(COMMANDS, "fold", ("bnlint.cli.fold", "Fold BatchNorm."))
+    net = FOLD / "not_in_place.prototxt"
+    weights = write_weights(tmp_path / "w.caffemodel", net, seeded_weights(net))
+    code, out, err = run_cli("fold", str(net), "--weights", str(weights), "-o",
+                             str(tmp_path / "small.prototxt"))
+    assert code == 0, err
+    assert read_weights(str(tmp_path / "small.caffemodel"))["conv"][1].shape == (6,)
+    code, out, err = run_cli("fold", str(net), "--weights", str(weights), "-o", "-")
+    assert code == 2 and "--weights-out" in err
+
+
+def test_weights_that_do_not_fit_the_net_exit_2(fold_cli, tmp_path):
+    net = FOLD / "inplace_chain.prototxt"
+    arrays = seeded_weights(net)
+    arrays["conv1"] = [np.ones((8, 3, 5, 5), np.float32)]
+    code, out, err, proto, _ = fold_cli(net, write_weights(tmp_path / "w.caffemodel", net,
+                                                           arrays), "--no-verify")
+    assert code == 2 and "layer 'conv1' (Convolution), blob 0: shape [8, 3, 5, 5]" in err
+    assert not proto.exists()
