@@ -20,9 +20,8 @@ from bnlint.caffe.load import parse_text
 from bnlint.caffe.net import net_view
 from bnlint.caffe.weights import caffemodel_bytes, read_weights, write_caffemodel
 from bnlint.cli import COMMANDS
-from bnlint.errors import BnlintError
 from bnlint.files import read_text
-from bnlint.forward.compare import golden_close
+from bnlint.forward.compare import golden_close, input_sensitivity
 from bnlint.forward.executor import Network, load_network
 from bnlint.lint.config import LintConfig
 from bnlint.lint.diagnostics import Severity
@@ -465,26 +464,16 @@ def test_output_to_stdout(fold_cli, tmp_path, run_cli):
 # --- the golden nets ------------------------------------------------------------------------
 
 GOLDEN_NETS = ["bn_variants", "conv_pool", "elementwise", "mobilenet_v1", "squeezenet_v1.1",
-               "densenet121",
-               pytest.param("mobilenet_ssd", marks=pytest.mark.xfail(
-                   reason="fork dialect (issue 9); its seeded BatchNorm statistics on 1x1 "
-                          "maps (variance near 0) amplify float32 rounding past the golden "
-                          "tolerance even unfolded", strict=False))]
+               "densenet121", "mobilenet_ssd"]
+# mobilenet_ssd's last heads are ill-conditioned (BatchNorm variances ~0.001 measured
+# on this very input): blobs there are compared net of the noise a 4-ulp input change
+# causes in the unfolded net, as tests/test_golden.py explains.
+NOISE_AWARE = {"mobilenet_ssd"}
 
 
 def _npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as archive:
         return {name: archive[name] for name in archive.files}
-
-
-def _zero_dim_blobs_survive() -> bool:
-    """Whether the .caffemodel writer keeps a 0-axis blob (PReLU channel_shared) 0-axis."""
-    from bnlint.caffe.weights import weights_from_net
-    from bnlint.caffe.schema import default_schema
-
-    message = default_schema().message_class("NetParameter")()
-    message.ParseFromString(caffemodel_bytes(None, {"p": [np.float32(1.0).reshape(())]}))
-    return weights_from_net(message)["p"][0].shape == ()
 
 
 @needs_shared
@@ -493,13 +482,6 @@ def test_golden_net_folded(name, fold_cli, tmp_path):
     folder = GOLDEN / name
     inputs = _npz(folder / "inputs.npz")
     shapes = {k: v.shape for k, v in inputs.items()}
-    try:
-        load_network(str(folder / "net.prototxt"), str(folder / "weights.caffemodel"),
-                     input_shapes=shapes)
-    except BnlintError as err:
-        pytest.skip(f"fork dialect (issue 9): {err}")
-    if name == "elementwise" and not _zero_dim_blobs_survive():
-        pytest.xfail("caffe/weights.py writes a 0-axis blob (PReLU channel_shared) as [1]")
     code, out, err, proto, model = fold_cli(folder / "net.prototxt",
                                             folder / "weights.caffemodel")
     assert code == 0, out + err
@@ -511,9 +493,14 @@ def test_golden_net_folded(name, fold_cli, tmp_path):
     compared = set(references) & set(net.top_names())
     assert set(_npz(folder / "outputs.npz")) <= compared
     got = net.run(inputs, keep=compared)
+    noise = {}
+    if name in NOISE_AWARE:
+        original = load_network(str(folder / "net.prototxt"), str(folder / "weights.caffemodel"),
+                                input_shapes=shapes)
+        noise = input_sensitivity(original, inputs, compared - {"detection_out"})
     worst = 0.0
     for blob in sorted(compared):
-        result = golden_close(got[blob], references[blob])
+        result = golden_close(got[blob], references[blob], uncertainty=noise.get(blob))
         assert result.ok, f"{name}/{blob}: {result.describe()}"
         worst = max(worst, result.used)
     print(f"{name}: {len(compared)} blobs, worst {worst:.1%} of the golden tolerance")

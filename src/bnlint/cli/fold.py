@@ -96,6 +96,10 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
         echo(f"verified: {len(result.verification.sites)} rewritten layers and "
              f"{len(result.verification.outputs)} outputs match on seeded inputs (seed "
              f"{seed}; {shown})")
+        if result.verification.noise_limited:
+            echo(f"note: {', '.join(result.verification.noise_limited)} matched only net of "
+                 f"rounding noise: the input net itself moves that much when its inputs move "
+                 f"by 4 float32 ulps (BatchNorm variances near 0 amplify rounding)")
     inputs = (net_path, weights_path)
     write_atomic(weights_out, result.caffemodel, inputs=inputs)
     write_atomic(output, plan.text, inputs=inputs)

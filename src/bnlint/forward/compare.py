@@ -96,6 +96,15 @@ def _worst_ratio(diff: np.ndarray, limit: np.ndarray) -> float:
     return float((diff[positive] / limit[positive]).max()) if positive.any() else 0.0
 
 
+def _net_of(diff: np.ndarray, ref, uncertainty) -> np.ndarray:
+    """The differences less what rounding noise explains (see `input_sensitivity`)."""
+    if uncertainty is None:
+        return diff
+    finite = np.isfinite(np.asarray(ref, dtype=np.float64))
+    allowed = np.asarray(uncertainty, dtype=np.float64)[finite]
+    return np.maximum(diff - allowed, 0.0)
+
+
 def golden_close(out, ref, max_tol: float = GOLDEN_MAX, mean_tol: float = GOLDEN_MEAN,
                  uncertainty=None) -> Comparison:
     """The golden README's tolerance, relative to max(1, max|ref|), after subtracting
@@ -103,10 +112,7 @@ def golden_close(out, ref, max_tol: float = GOLDEN_MAX, mean_tol: float = GOLDEN
     diff, abs_ref, problem = _differences(out, ref)
     if problem:
         return Comparison(np.inf, np.inf, np.inf, 0.0, np.inf, False, problem)
-    if uncertainty is not None:
-        finite = np.isfinite(np.asarray(ref, dtype=np.float64))
-        allowed = np.asarray(uncertainty, dtype=np.float64)[finite]
-        diff = np.maximum(diff - allowed, 0.0)
+    diff = _net_of(diff, ref, uncertainty)
     max_abs, mean_abs, max_rel, ref_max = _summary(diff, abs_ref)
     scale = max(1.0, ref_max)
     used = max(max_abs / (max_tol * scale), mean_abs / (mean_tol * scale))
@@ -124,11 +130,14 @@ def opencv_close(out, ref, max_tol: float = GOLDEN_MAX,
     return Comparison(max_abs, mean_abs, max_rel, ref_max, used, used <= 1.0)
 
 
-def allclose(out, ref, rtol: float = ONNXSIM_RTOL, atol: float = ONNXSIM_ATOL) -> Comparison:
-    """onnx-simplifier's element-wise |out - ref| <= atol + rtol * |ref|."""
+def allclose(out, ref, rtol: float = ONNXSIM_RTOL, atol: float = ONNXSIM_ATOL,
+             uncertainty=None) -> Comparison:
+    """onnx-simplifier's element-wise |out - ref| <= atol + rtol * |ref|, after
+    subtracting the element-wise `uncertainty` (if given) from the differences."""
     diff, abs_ref, problem = _differences(out, ref)
     if problem:
         return Comparison(np.inf, np.inf, np.inf, 0.0, np.inf, False, problem)
+    diff = _net_of(diff, ref, uncertainty)
     max_abs, mean_abs, max_rel, ref_max = _summary(diff, abs_ref)
     used = _worst_ratio(diff, atol + rtol * abs_ref)
     return Comparison(max_abs, mean_abs, max_rel, ref_max, used, used <= 1.0)

@@ -358,9 +358,9 @@ class _Plan:
         if layer.type == "BatchNorm":
             removals += self._batch_norm(layer, removals)
         elif layer.type == "BN":
-            self._note_once("fork-bn", f"layer type 'BN' (the SegNet/ENet fork) left as written: "
-                                       f"its inference mode (bn_param {{ bn_mode: INFERENCE }}) "
-                                       f"is the fork's own setting")
+            self._note_once("fork-bn", "layer type 'BN' (the SegNet/ENet fork) left as written: "
+                                       "its inference mode (bn_param { bn_mode: INFERENCE }) "
+                                       "is the fork's own setting")
         if not self.options.keep_fillers:
             self._strip_fillers(layer)
         self.edits += remove_fields(self.loc, removals)
@@ -603,7 +603,7 @@ def compare_deploy(generated: TextFile, reference: TextFile,
     for key in ours.order:
         if key not in theirs.layers:
             continue
-        (type_a, a), (type_b, b) = ours.layers[key], theirs.layers[key]
+        (type_a, a), (_, b) = ours.layers[key], theirs.layers[key]
         for path in sorted(set(a) | set(b)):
             if a.get(path) != b.get(path):
                 lines.append(f"layer {_shown(key)} ({type_a}): {path}: generated "

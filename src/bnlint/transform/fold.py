@@ -738,6 +738,7 @@ class Verification:
     inputs: dict[str, tuple[int, ...]]
     sites: dict[str, object]              # "bn + sc -> conv" -> compare.Comparison
     outputs: dict[str, object]            # blob -> compare.Comparison
+    noise_limited: tuple[str, ...] = ()   # outputs accepted net of the input net's own noise
 
     def worst(self):
         every = list(self.sites.values()) + list(self.outputs.values())
@@ -749,7 +750,7 @@ class Verification:
 SELECTION_TYPES = frozenset({"DetectionOutput", "ArgMax"})
 
 
-def _verification_close(out, ref):
+def _verification_close(out, ref, uncertainty=None):
     """onnx-simplifier's element-wise rule, its absolute part scaled to the blob.
 
     A fold moves `-mean * k` into the bias, so where a BatchNorm cancels a large mean
@@ -761,7 +762,8 @@ def _verification_close(out, ref):
     scale = float(np.max(np.abs(ref))) if np.size(ref) else 0.0
     if not np.isfinite(scale):
         scale = 1.0
-    return allclose(out, ref, rtol=ONNXSIM_RTOL, atol=GOLDEN_MAX * max(1.0, scale))
+    return allclose(out, ref, rtol=ONNXSIM_RTOL, atol=GOLDEN_MAX * max(1.0, scale),
+                    uncertainty=uncertainty)
 
 
 def _nvcaffe_affine_name(name: str) -> str:
@@ -866,9 +868,23 @@ def verify_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], plan: Fo
     outputs = {name: _verification_close(got_out[name], ref_out[name]) for name in ref_out}
     failed = [name for name, result in outputs.items() if not result.ok]
     if failed:
+        # Every rewritten layer matched, yet an output differs: accept it only where
+        # the input net itself moves that much under 4-ulp input noise (an
+        # ill-conditioned net: BatchNorm variances near 0 amplify any rounding).
+        from bnlint.forward.compare import input_sensitivity
+
+        noise = input_sensitivity(reference, inputs, set(failed), seed=seed)
+        for name in failed:
+            outputs[name] = _verification_close(got_out[name], ref_out[name], noise[name])
+        noise_limited = tuple(failed)
+        failed = [name for name in failed if not outputs[name].ok]
+    else:
+        noise_limited = ()
+    if failed:
         raise FoldMismatch(_amplified_message(reference, folded, inputs, sites, failed[0],
                                               outputs[failed[0]]), path=text_file.path)
-    return Verification(seed, {n: tuple(a.shape) for n, a in inputs.items()}, sites, outputs)
+    return Verification(seed, {n: tuple(a.shape) for n, a in inputs.items()}, sites, outputs,
+                        noise_limited)
 
 
 @dataclass
