@@ -128,6 +128,18 @@ def find_inputs(view: NetView, state: NetState, overrides: dict[str, Shape] | No
     return found
 
 
+def with_inferred_inputs(view: NetView, state: NetState,
+                         given: dict[str, Shape] | None) -> dict[str, Shape]:
+    """`given` plus the shapes the data layers imply where they can be inferred (for a
+    forward run or `info` of a train net); the rest stay unset, for the caller to ask
+    for --input-shape."""
+    shapes = {name: tuple(int(d) for d in shape) for name, shape in (given or {}).items()}
+    for blob in find_inputs(view, state, shapes):
+        if blob.source == SOURCE_INFERRED and blob.shape is not None:
+            shapes.setdefault(blob.name, blob.shape)
+    return shapes
+
+
 def infer_input_shapes(view: NetView, state: NetState,
                        overrides: dict[str, Shape] | None = None,
                        batch: int | None = None) -> dict[str, Shape]:

@@ -14,13 +14,19 @@ import sys
 import click
 
 from bnlint import __version__
-from bnlint.errors import EXIT_INTERNAL, BnlintError
+from bnlint.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BnlintError
 
 # name -> (module, short help). Adding a command: one module and one line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("bnlint.cli.check", "Lint prototxts: BatchNorm mistakes and nets Caffe refuses."),
     "convert": ("bnlint.cli.convert", "Convert between text, binary and JSON Caffe files."),
+    "fold": ("bnlint.cli.fold", "Fold BatchNorm (and its Scale) into the layer before it, weights included."),
+    "forward": ("bnlint.cli.forward", "Run a net's forward pass in NumPy, as BVLC Caffe computes it."),
+    "info": ("bnlint.cli.info", "Show a net's layers with shapes, parameter counts and MACs."),
     "rules": ("bnlint.cli.rules", "List the lint rules, or explain one."),
+    "to-deploy": ("bnlint.cli.to_deploy", "Make the deploy net of a train/test prototxt, comments kept."),
+    "verify": ("bnlint.cli.verify", "Prove that two nets compute the same thing (e.g. deploy vs train)."),
+    "upgrade": ("bnlint.cli.upgrade", "Write Caffe's load-time upgrades into an old prototxt, comments kept."),
 }
 
 
@@ -54,7 +60,23 @@ def report_error(err: BnlintError) -> None:
     click.echo(f"bnlint: {err}" if not err.location() else str(err), err=True)
 
 
+def _print_undecodable_names() -> None:
+    """Let stdout print file names that are not UTF-8 (surrogate escapes) as their bytes.
+
+    Python decodes such names from argv and the file system with surrogateescape but
+    writes a UTF-8 locale's stdout strictly, so one odd file name in a checked folder
+    would otherwise turn the whole report into an internal error.
+    """
+    stream = sys.stdout
+    if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        try:
+            stream.reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> None:
+    _print_undecodable_names()
     try:
         code = cli.main(args=argv, prog_name="bnlint", standalone_mode=False)
     except BnlintError as err:
@@ -75,6 +97,11 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    except MemoryError as exc:
+        # a blob or weights file too big for this machine: a limit of the input, not a bug
+        why = str(exc) or "the input needs more memory than is available"
+        click.echo(f"bnlint: out of memory: {why}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     except RecursionError:
         click.echo("bnlint: internal error: input nested too deeply for this command "
                    "(please report it)", err=True)

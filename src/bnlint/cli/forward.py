@@ -248,7 +248,7 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
     arrays = read_inputs(inputs_npz, named_inputs)
     shapes = merged_input_shapes(arrays, input_shapes)
     network = load_network(net_path, weights_path, state=net_state(phase),
-                           input_shapes=shapes, seed=seed)
+                           input_shapes=shapes, seed=seed, drop_losses=True)
     check_shape_names(network.input_names, input_shapes)
     _report_weights(network, weights_path, seed)
     rng = np.random.default_rng([seed, 1])     # a stream apart from the fillers'

@@ -62,7 +62,9 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
     source_names = [b.name for b in graph.inputs] + [
         name for lv in graph.layers if not lv.bottoms for name in lv.tops]
     check_shape_names(source_names, input_shapes)
-    inferred = infer_graph_shapes(graph, input_shapes)
+    from bnlint.caffe.inputs import with_inferred_inputs
+
+    inferred = infer_graph_shapes(graph, with_inferred_inputs(view, graph.state, input_shapes))
     weights = None
     if weights_path:
         from bnlint.caffe.weights import read_weights

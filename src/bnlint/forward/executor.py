@@ -172,9 +172,10 @@ class Network:
                     f"dataset, so its shape is unknown; pass --input-shape "
                     f"{blob.name}=N,C,H,W (input_shapes=) and feed it as an input")
             slot_of[id(blob)] = self._new_slot(blob.name, shape)
-            if shape is not None:
+            # A top nothing reads (an unused label) is not demanded from the caller.
+            if shape is not None and (blob.consumers or blob.name in self._given_shapes):
                 self._input_slots[blob.name] = slot_of[id(blob)]
-                tops.append(slot_of[id(blob)])
+            tops.append(slot_of[id(blob)])   # aligned with lv.tops for on_layer
         return _Step(lv, None, [], tops)
 
     def _layer_blobs(self, lv: LayerView, weights, expected: list[Shape],
@@ -326,12 +327,16 @@ def _shape_equals(got: Shape, expected: Shape, legacy: bool | None) -> bool:
 def load_network(net_path: str, weights_path: str | None = None, *,
                  state: NetState | None = None,
                  input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 seed: int = 0) -> Network:
+                 seed: int = 0, drop_losses: bool = False) -> Network:
     """Read a net file (and its weights) and build its Network.
+
+    `drop_losses` leaves out loss and accuracy layers (they need real labels, which a
+    seeded run does not have), so a train net runs up to its predictions.
 
     A net the schema does not fully understand (fork fields such as `ceil_mode`) is
     refused: those fields would be dropped and the forward would silently differ.
     """
+    from bnlint.caffe.inputs import with_inferred_inputs
     from bnlint.caffe.load import parse_text
     from bnlint.caffe.net import net_view
     from bnlint.files import read_text
@@ -349,5 +354,17 @@ def load_network(net_path: str, weights_path: str | None = None, *,
         # Read in the net's dialect: a fork's BlobProto may carry fields BVLC's lacks.
         dialect = getattr(text, "dialect", None)
         weights = read_weights(weights_path, dialect.schema() if dialect else None)
-    return Network(net_view(text), state, weights, input_shapes=input_shapes, seed=seed,
-                   source=text.source)
+    view = net_view(text)
+    if drop_losses:
+        view = without_losses(view)
+    return Network(view, state, weights, seed=seed, source=text.source,
+                   input_shapes=with_inferred_inputs(view, state or NetState(), input_shapes))
+
+
+def without_losses(view: NetView) -> NetView:
+    """The view minus its loss and accuracy layers (layer indexes kept)."""
+    from bnlint.caffe.net import LOSS_LAYER_TYPES
+
+    kept = [lv for lv in view.layers
+            if lv.type not in LOSS_LAYER_TYPES and not lv.type.endswith("Loss")]
+    return NetView(view.message, kept, view.inputs, view.name, view.tree)

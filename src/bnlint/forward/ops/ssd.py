@@ -332,7 +332,8 @@ def box_sizes(boxes: np.ndarray) -> np.ndarray:
     width = boxes[:, 2] - boxes[:, 0]
     height = boxes[:, 3] - boxes[:, 1]
     valid = ~((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
-    return np.where(valid, width * height, F32(0)).astype(F32)
+    with np.errstate(over="ignore", invalid="ignore"):  # Caffe gives the same inf
+        return np.where(valid, width * height, F32(0)).astype(F32)
 
 
 def jaccard(box: np.ndarray, size: F32, others: np.ndarray, other_sizes: np.ndarray
