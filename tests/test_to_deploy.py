@@ -649,3 +649,16 @@ def test_every_corpus_train_net_deploys_or_says_why(name):
         assert not any(lv.type in ("SoftmaxWithLoss", "Accuracy") for lv in net_view(out).layers)
         return
     pytest.fail("shapes asked for again after they were given")
+
+
+def test_check_treats_caffes_implicit_conv_defaults_as_equal():
+    """An empty `stride`/`pad`/`dilation` is 1/0/1 in Caffe: writing it changes nothing."""
+    def net(conv: str) -> object:
+        text = ('layer { name: "in" type: "Input" top: "d" input_param { shape { dim: 1 '
+                'dim: 1 dim: 4 dim: 4 } } }\n'
+                f'layer {{ name: "c" type: "Convolution" bottom: "d" top: "c" '
+                f'convolution_param {{ num_output: 1 kernel_size: 3 {conv} }} }}\n')
+        return parse_text(SourceFile("n.prototxt", text))
+
+    assert compare_deploy(net("stride: 1 pad: 0 dilation: 1"), net("")) == []
+    assert compare_deploy(net("stride: 2"), net("")) != []

@@ -666,10 +666,20 @@ def _semantics(text_file: TextFile, state: NetState) -> _NetSemantics:
     return _NetSemantics(_flatten(net), layers, order)
 
 
+# Repeated fields Caffe reads with an implicit default when empty (base_conv_layer.cpp:
+# an empty `stride` is 1, an empty `pad` 0, an empty `dilation` 1).
+_REPEATED_DEFAULTS = {("ConvolutionParameter", "stride"): [1],
+                      ("ConvolutionParameter", "pad"): [0],
+                      ("ConvolutionParameter", "dilation"): [1]}
+
+
 def _normalize(message) -> None:
     """Drop fillers, values written at their default, and blocks left empty."""
     for fd, value in list(message.ListFields()):
-        if fd.name == "engine":
+        if fd.is_repeated and fd.message_type is None and \
+                _REPEATED_DEFAULTS.get((message.DESCRIPTOR.name, fd.name)) == list(value):
+            message.ClearField(fd.name)
+        elif fd.name == "engine":
             message.ClearField(fd.name)
         elif fd.message_type is not None:
             if fd.message_type.name == "FillerParameter":
