@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 from bnlint.errors import BnlintError
@@ -19,14 +18,29 @@ from bnlint.source import SourceFile
 STDIO = "-"
 
 
+# Caffe reads no protobuf file bigger than this (kProtoReadBytesLimit, INT_MAX): a
+# larger input is refused before it is read, instead of filling the memory.
+MAX_INPUT_BYTES = 2**31 - 1
+
+
 def read_bytes(path: str) -> bytes:
     if path == STDIO:
-        return sys.stdin.buffer.read()
+        return _read_limited(sys.stdin.buffer, "<stdin>")
     p = Path(path)
     try:
         if p.is_dir():
             raise BnlintError("is a directory, not a file", path=path)
-        return p.read_bytes()
+        with open(p, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if stat.S_ISBLK(info.st_mode) or (stat.S_ISCHR(info.st_mode)
+                                              and not os.isatty(fh.fileno())):
+                # /dev/zero, /dev/urandom, disks: endless or huge, never a Caffe file
+                raise BnlintError("is a device, not a file", path=path)
+            if stat.S_ISREG(info.st_mode):
+                if info.st_size > MAX_INPUT_BYTES:
+                    raise _too_big(path)
+                return fh.read()
+            return _read_limited(fh, path)      # a pipe (`<(...)`, a FIFO): size unknown
     except FileNotFoundError:
         if p.is_symlink():
             raise BnlintError("broken symbolic link (its target does not exist)",
@@ -38,6 +52,25 @@ def read_bytes(path: str) -> bytes:
         raise BnlintError("is a directory, not a file", path=path) from None
     except OSError as err:
         raise BnlintError(f"cannot read: {err.strerror or err}", path=path) from None
+
+
+def _too_big(path: str) -> BnlintError:
+    return BnlintError(f"larger than {MAX_INPUT_BYTES:,} bytes, the most Caffe reads "
+                       f"(kProtoReadBytesLimit)", path=path)
+
+
+def _read_limited(stream, path: str) -> bytes:
+    """All of a stream of unknown size, refused once it passes MAX_INPUT_BYTES."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = stream.read(1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > MAX_INPUT_BYTES:
+            raise _too_big(path)
+        chunks.append(chunk)
 
 
 def decode_text(data: bytes, path: str) -> SourceFile:
@@ -81,11 +114,20 @@ def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),
         raise BnlintError(f"output folder {str(folder)!r} does not exist", path=path)
     mode = None
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        info = os.stat(path)
+        mode = stat.S_IMODE(info.st_mode)
     except FileNotFoundError:
         pass
     except OSError as err:
         raise BnlintError(f"cannot write: {err.strerror or err}", path=path) from None
+    else:
+        if not stat.S_ISREG(info.st_mode):
+            # /dev/null, a FIFO, `-o >(gzip > f)`: renaming over it would replace the
+            # device or pipe with a plain file, so it is written to as it is
+            _write_special(path, data)
+            return
+    import tempfile
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except PermissionError:
@@ -103,12 +145,23 @@ def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
         os.replace(tmp, target if not target.is_symlink() else target.resolve())
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            # disk full, quota, a read-only or vanished folder: the target is untouched
+            raise BnlintError(f"cannot write: {exc.strerror or exc}", path=path) from None
         raise
+
+
+def _write_special(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as err:
+        raise BnlintError(f"cannot write: {err.strerror or err}", path=path) from None
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -190,14 +190,16 @@ class Detection:
         return list(dict.fromkeys(path for path, _ in self.evidence))
 
 
-def detect_dialect(tree: Document, kind: str = "NetParameter") -> Detection:
+def detect_dialect(tree: Document, kind: str = "NetParameter",
+                   base: list[Found] | None = None) -> Detection:
     """The dialect a text net (or solver) is written for, read from its fields.
 
     No fields outside BVLC's schema: portable. Otherwise each fork's schema is
     tried: the one leaving the fewest unknown fields wins (ties go to the earlier
     fork in the registry), provided it knows at least one field BVLC does not.
     """
-    base = unknown_fields(tree, default_schema().descriptor(kind))
+    if base is None:  # the caller may already know them, from converting under BVLC
+        base = unknown_fields(tree, default_schema().descriptor(kind))
     if not base:
         return Detection(PORTABLE)
     best = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bnlint.caffe.dialects import (AUTO, Detection, Dialect, detect_dialect,
+from bnlint.caffe.dialects import (AUTO, PORTABLE, Detection, Dialect, detect_dialect,
                                    dialect_for_schema, get_dialect, resolve_dialect)
 from bnlint.caffe.messages import SchemaProblem, to_message
 from bnlint.caffe.schema import Schema, default_schema
@@ -77,7 +77,17 @@ def parse_text(source: SourceFile, schema: Schema | None = None,
     kind = kind or detect_text_kind(tree, (chosen.schema() if chosen else default_schema()))
     detection = None
     if chosen is None:
-        detection = detect_dialect(tree, kind)
+        # Most nets have no fork field: convert under BVLC's schema first, and look
+        # for a fork only when that leaves unknown fields.
+        from bnlint.caffe.messages import UNKNOWN_FIELD
+
+        message = PORTABLE.schema().message_class(kind)()
+        problems = to_message(tree, message)
+        unknown = [(p.path, p.start) for p in problems if p.kind == UNKNOWN_FIELD]
+        detection = detect_dialect(tree, kind, base=unknown)
+        if detection.dialect is PORTABLE:
+            return TextFile(source, tree, kind, message, problems, detection.dialect,
+                            detection)
         chosen = detection.dialect
     schema = chosen.schema()
     message = schema.message_class(kind)()

@@ -318,8 +318,9 @@ class NetGraph:
             latest[inp.name] = blob
             self.inputs.append(blob)
         for lv in self.layers:
+            bottom_names = list(lv.message.bottom)
             bottoms: list[Blob | None] = []
-            for i, name in enumerate(lv.bottoms):
+            for i, name in enumerate(bottom_names):
                 blob = latest.get(name)
                 if blob is None:
                     self.problems.append(GraphProblem(
@@ -330,8 +331,8 @@ class NetGraph:
                     blob.consumers.append((lv, i))
                 bottoms.append(blob)
             tops: list[Blob] = []
-            for i, name in enumerate(lv.tops):
-                in_place = i < len(lv.bottoms) and lv.bottoms[i] == name
+            for i, name in enumerate(lv.message.top):
+                in_place = i < len(bottom_names) and bottom_names[i] == name
                 if not in_place and name in latest:
                     prev = latest[name]
                     who = prev.producer.name if prev.producer else "a net input"

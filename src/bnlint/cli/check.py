@@ -123,9 +123,11 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
 
     if fmt is None:
         fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
-    if fmt not in _format_names():
+    try:
+        formatter = get_format(fmt)
+    except ValueError:
         raise click.BadParameter(f"{fmt!r} is not one of {', '.join(_format_names())}",
-                                 param_hint="--format")
+                                 param_hint="--format") from None
     check_dialect_options(dialect, proto)
     overrides = {
         "select": _codes(select), "ignore": _codes(ignore),
@@ -171,7 +173,7 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
     out = sys.stderr if (fix and "-" in files) else sys.stdout
     from bnlint import __version__
 
-    get_format(fmt)().write(results, out, ReportOptions(show_fixes=True, statistics=statistics,
+    formatter().write(results, out, ReportOptions(show_fixes=True, statistics=statistics,
                                                         color=color, tool_version=__version__))
     for err in errors:
         click.echo(str(err), err=True)

@@ -52,13 +52,38 @@ class LintContext:
 
     @cached_property
     def graphs(self) -> list[NetGraph]:
-        return [NetGraph(self.view, s) for s in self.states]
+        """One graph per state; states that select the same layers share the wiring."""
+        import copy
+
+        built: dict[tuple[int, ...], NetGraph] = {}
+        out = []
+        for state in self.states:
+            key = tuple(lv.index for lv in self.view.layers if layer_included(lv, state))
+            if key in built:
+                graph = copy.copy(built[key])
+                graph.state = state
+            else:
+                graph = built[key] = NetGraph(self.view, state)
+            out.append(graph)
+        return out
+
+    @cached_property
+    def _active(self) -> dict[int, tuple[list[NetState], list[NetGraph]]]:
+        """Per layer index: the states it is active in, and their graphs (asked often)."""
+        active: dict[int, tuple[list[NetState], list[NetGraph]]] = {
+            lv.index: ([], []) for lv in self.view.layers}
+        for graph in self.graphs:
+            for lv in graph.layers:
+                states, graphs = active[lv.index]
+                states.append(graph.state)
+                graphs.append(graph)
+        return active
 
     def states_of(self, layer: LayerView) -> list[NetState]:
-        return [s for s in self.states if layer_included(layer, s)]
+        return self._active[layer.index][0]
 
     def graphs_of(self, layer: LayerView) -> list[NetGraph]:
-        return [g for g in self.graphs if layer_included(layer, g.state)]
+        return self._active[layer.index][1]
 
     @cached_property
     def is_deploy(self) -> bool:
@@ -69,11 +94,11 @@ class LintContext:
         return (not types & DATA_LAYER_TYPES and not types & LOSS_LAYER_TYPES
                 and not self.view.has_phase_rules())
 
-    def shapes(self, graph: NetGraph) -> dict[int, list[tuple[int, ...] | None]]:
-        """Top shapes per layer index under a graph's state (None where unknown)."""
-        key = ("shapes", graph.state)
+    def graph_shapes(self, graph: NetGraph):
+        """Shape inference of a graph (GraphShapes), once per distinct wiring."""
+        key = ("shapes", id(graph.bottoms))
         if key not in self.notes:
             from bnlint.caffe.infer import infer_graph_shapes
 
             self.notes[key] = infer_graph_shapes(graph)
-        return self.notes[key].tops
+        return self.notes[key]

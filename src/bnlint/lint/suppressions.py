@@ -36,6 +36,8 @@ class Directive:
 def find_directives(source: SourceFile, tree: Document | None) -> list[Directive]:
     """Directives from comments; tokenizer trivia when there is a tree, else raw lines."""
     out: list[Directive] = []
+    if "bnlint" not in source.text:
+        return out
     if tree is not None:
         for tok in iter_tokens(tree):
             prefix = tok.prefix

@@ -70,7 +70,11 @@ def formats() -> list[str]:
 
 
 def get_format(name: str) -> type[Format]:
-    _load()
+    """The format's class; only its own module is imported (start-up time matters)."""
+    if name not in _FORMATS and name in _MODULES:
+        importlib.import_module(f"bnlint.report.{name}")
+    if name not in _FORMATS:
+        _load()
     try:
         return _FORMATS[name]
     except KeyError:

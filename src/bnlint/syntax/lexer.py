@@ -24,11 +24,13 @@ EOF = "eof"
 # alternative, any single character, makes every match succeed, so the regex never
 # backtracks into the trivia; a character no token starts with is reported later.
 _TOKEN = re.compile(
-    r"""((?:\s+|\#[^\n]*)*)
+    r"""(\s*(?:\#[^\n]*\s*)*)
         ( [a-zA-Z_][0-9a-zA-Z_+-]*                 # identifier (protobuf allows + and -)
+        | [{}:]                                    # the frequent symbols, tried early
         | (?:[0-9+-]|\.[0-9])[0-9a-zA-Z_.+-]*      # number, validated when read
-        | "(?:[^"\n\\]|\\.)*" | '(?:[^'\n\\]|\\.)*'   # string on one line
-        | [{}<>\[\]:,;]
+        | "[^"\n\\]*(?:\\.[^"\n\\]*)*"            # string on one line (unrolled loop)
+        | '[^'\n\\]*(?:\\.[^'\n\\]*)*'
+        | [<>\[\],;]
         | .
         | \Z
         )""",

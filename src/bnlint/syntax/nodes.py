@@ -104,18 +104,15 @@ Value = Union[Scalar, Message, ListValue]
 class Field:
     """`name [:] value [, or ;]`."""
 
-    __slots__ = ("name_token", "colon", "value", "separator")
+    __slots__ = ("name_token", "name", "colon", "value", "separator")
 
     def __init__(self, name_token: Token, colon: Token | None, value: Value | None = None,
                  separator: Token | None = None) -> None:
         self.name_token = name_token
+        self.name = name_token.text   # read constantly by lookups; tokens never change
         self.colon = colon
         self.value = value
         self.separator = separator
-
-    @property
-    def name(self) -> str:
-        return self.name_token.text
 
     @property
     def start(self) -> int:

@@ -93,4 +93,7 @@ def string_bytes(scalar: Scalar) -> bytes:
 
 
 def string_value(scalar: Scalar) -> str:
+    tokens = scalar.tokens
+    if len(tokens) == 1 and "\\" not in tokens[0].text:
+        return tokens[0].text[1:-1]         # no escapes: the text is the value
     return string_bytes(scalar).decode("utf-8")

@@ -214,11 +214,9 @@ class ShapeErrorRule(Rule):
     severity = Severity.ERROR
 
     def check_net(self, ctx):
-        from bnlint.caffe.infer import infer_graph_shapes
-
         problem_starts = sorted(p.start for p in ctx.text_file.problems)
         for graph in ctx.graphs:
-            result = infer_graph_shapes(graph)
+            result = ctx.graph_shapes(graph)
             for layer, err in result.errors:
                 if _has_problem(problem_starts, layer):
                     continue  # a cascade of an E002/E003 in the same layer

@@ -24,11 +24,9 @@ def implied_blob_shapes(ctx, layer) -> list[tuple[int, ...]] | None:
     """The blob shapes the net implies for a layer, from shape inference if possible."""
     key = ("params", layer.index)
     if key not in ctx.notes:
-        from bnlint.caffe.infer import infer_graph_shapes
-
         found = None
         for graph in ctx.graphs_of(layer):
-            params = infer_graph_shapes(graph).params.get(layer.index)
+            params = ctx.graph_shapes(graph).params.get(layer.index)
             if params is not None:
                 found = [tuple(p) for p in params]
                 break
