@@ -10,6 +10,7 @@ relative to `%SRCROOT%`; others are absolute file URIs.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import quote
@@ -94,4 +95,4 @@ def artifact_location(path: str) -> dict:
             p = p.relative_to(Path.cwd())
         except ValueError:
             return {"uri": p.as_uri()}
-    return {"uri": quote(p.as_posix()), "uriBaseId": "%SRCROOT%"}
+    return {"uri": quote(os.fsencode(p.as_posix())), "uriBaseId": "%SRCROOT%"}
