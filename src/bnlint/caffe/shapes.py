@@ -502,12 +502,40 @@ def _embed(layer, bottoms: list[Shape]) -> LayerShapes:
 # ---------------------------------------------------------------- normalisation, affine
 
 
+def nvcaffe_batch_norm(layer) -> bool:
+    """Whether the layer's schema is NVIDIA Caffe's: its BatchNormParameter has
+    `scale_bias`. NVCaffe's BatchNorm differs at TEST whatever its fields say (stored
+    statistics as they are, eps at least 1e-5), so the schema decides, not the text."""
+    fields = layer.batch_norm_param.DESCRIPTOR.fields_by_name
+    return "scale_bias" in fields
+
+
+def nvcaffe_scale_bias(layer) -> bool:
+    """NVCaffe's `scale_bias_`: the field, or implied by a scale or bias filler
+    (NVIDIA/caffe batch_norm_layer.cpp LayerSetUp). False outside NVCaffe's schema."""
+    if not nvcaffe_batch_norm(layer):
+        return False
+    param = layer.batch_norm_param
+    return bool(param.scale_bias or param.HasField("scale_filler")
+                or param.HasField("bias_filler"))
+
+
+def batch_norm_blob_count(layer) -> int:
+    """3 (mean, variance, BVLC's scale factor or NVCaffe's variance correction), or 5
+    with NVCaffe's scale and bias: the count LayerSetUp creates, which
+    CopyTrainedLayersFrom then requires of the weights."""
+    return 5 if nvcaffe_scale_bias(layer) else 3
+
+
 @shape_rule("BatchNorm")
 def _batch_norm(layer, bottoms: list[Shape]) -> LayerShapes:
     _expect_bottoms(bottoms, 1)
     shape = bottoms[0]
     channels = 1 if len(shape) == 1 else shape[1]
-    return LayerShapes(tops=[shape], params=[(channels,), (channels,), (1,)])
+    params = [(channels,), (channels,), (1,)]
+    if batch_norm_blob_count(layer) == 5:
+        params += [(channels,), (channels,)]
+    return LayerShapes(tops=[shape], params=params)
 
 
 def _broadcast_blob_shape(shape: Shape, axis: int, num_axes: int, what: str) -> Shape:

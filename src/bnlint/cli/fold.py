@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from bnlint.cli.check import check_dialect_options, dialect_options
 from bnlint.cli.forward import input_shape_option
 from bnlint.errors import BnlintError
 
@@ -49,24 +50,32 @@ def _default_weights_out(output: str) -> str:
                    "(and its Scale) into one Scale layer with bias.")
 @click.option("--no-verify", "no_verify", is_flag=True,
               help="Write without comparing the forward of both nets.")
+@click.option("--to-dialect", "to_dialect", type=click.Choice(["bvlc"]),
+              help="Also write the BatchNorms that stay in BVLC's form: a kept NVIDIA Caffe "
+                   "BatchNorm or SegNet BN becomes BatchNorm + Scale with bias (weights "
+                   "split accordingly); one that cannot is an error.")
 @input_shape_option
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for the verification's random inputs.")
+@dialect_options
 def command(net_path: str, weights_path: str | None, output: str, weights_out: str,
-            keep_unfoldable: bool, no_verify: bool, input_shapes: dict, seed: int) -> None:
+            keep_unfoldable: bool, no_verify: bool, to_dialect: str | None, input_shapes: dict,
+            seed: int, dialect: str | None, proto: str | None) -> None:
     """Fold each BatchNorm (and the Scale after it) in NET into the Convolution,
     Deconvolution or InnerProduct that produces its input.
 
     Matches layers by the blob graph, keeps eps and Caffe's scale factor, handles
-    Deconvolution's output axis and groups, and NVIDIA Caffe's 5-blob BatchNorm. A
-    BatchNorm that cannot fold becomes one Scale layer with bias. The result is
-    checked with the forward on seeded inputs before anything is written.
+    Deconvolution's output axis and groups, NVIDIA Caffe's BatchNorm (5 blobs with
+    scale_bias) and SegNet's BN (bn_mode INFERENCE). A BatchNorm that cannot fold
+    becomes one Scale layer with bias. The result is checked with the forward on
+    seeded inputs before anything is written.
     """
     from bnlint.caffe.load import parse_text
     from bnlint.caffe.weights import read_weights
     from bnlint.files import read_text, write_atomic
-    from bnlint.transform.fold import AS_SCALE, FOLDED, KEPT, fold
+    from bnlint.transform.fold import AS_SCALE, CONVERTED, FOLDED, KEPT, fold
 
+    choice = check_dialect_options(dialect, proto) or "auto"
     if not weights_path:
         raise BnlintError("folding needs trained statistics: BatchNorm's mean and variance "
                           "and the layers' weights are in the .caffemodel, not in the "
@@ -74,10 +83,12 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
     weights_out = weights_out or _default_weights_out(output)
     if weights_out == output:
         raise click.UsageError("-o and --weights-out name the same file")
-    text_file = parse_text(read_text(net_path))
-    weights = read_weights(weights_path)
+    text_file = parse_text(read_text(net_path), dialect=choice)
+    # In the net's dialect: a fork's BlobProto may carry fields BVLC's lacks.
+    schema = text_file.dialect.schema() if text_file.dialect is not None else None
+    weights = read_weights(weights_path, schema)
     result = fold(text_file, weights, keep_unfoldable=keep_unfoldable, verify=not no_verify,
-                  input_shapes=input_shapes, seed=seed)
+                  input_shapes=input_shapes, seed=seed, to_dialect=to_dialect)
     plan = result.plan
     echo = (lambda message: click.echo(message, err=True)) if output == "-" else click.echo
     if not plan.sites:
@@ -87,8 +98,11 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
     for warning in plan.warnings:
         echo(f"warning: {warning}")
     counts = {action: sum(site.action == action for site in plan.sites)
-              for action in (FOLDED, AS_SCALE, KEPT)}
-    echo(f"{counts[FOLDED]} folded, {counts[AS_SCALE]} turned into Scale, {counts[KEPT]} kept")
+              for action in (FOLDED, AS_SCALE, KEPT, CONVERTED)}
+    converted = (f", {counts[CONVERTED]} written as BVLC BatchNorm (+ Scale)"
+                 if counts[CONVERTED] else "")
+    echo(f"{counts[FOLDED]} folded, {counts[AS_SCALE]} turned into Scale, {counts[KEPT]} kept"
+         f"{converted}")
     if result.verification is not None:
         worst = result.verification.worst()
         shown = (f"worst {worst.used:.1%} of tolerance" if worst is not None

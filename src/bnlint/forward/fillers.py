@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from bnlint.caffe.fork_shapes import bn_variant, fork_param
+from bnlint.caffe.shapes import nvcaffe_batch_norm, nvcaffe_scale_bias
 from bnlint.errors import BnlintError
 
 Shape = Sequence[int]
@@ -165,6 +167,33 @@ def _scale_fillers(layer) -> list:
     return [param.filler if param.HasField("filler") else 1.0] + bias
 
 
+def _batch_norm_fillers(layer) -> list:
+    """BVLC: three zero blobs. NVIDIA Caffe: mean and variance 0, variance correction 1,
+    and with scale_bias the scale (scale_filler, else constant 1) and bias (bias_filler,
+    else constant 0), as its batch_norm_layer.cpp LayerSetUp fills them."""
+    if not nvcaffe_batch_norm(layer):
+        return [0.0, 0.0, 0.0]
+    fillers = [0.0, 0.0, 1.0]
+    if nvcaffe_scale_bias(layer):
+        param = layer.batch_norm_param
+        fillers.append(param.scale_filler if param.HasField("scale_filler") else 1.0)
+        fillers.append(param.bias_filler if param.HasField("bias_filler") else 0.0)
+    return fillers
+
+
+def _bn_fillers(layer) -> list | None:
+    """SegNet's "BN" (caffe-segnet bn_layer.cpp LayerSetUp): scale from scale_filler,
+    shift from shift_filler, an absent one the default filler (constant 0). Other
+    forks' "BN" (None): not known here."""
+    try:
+        if bn_variant(layer) != "segnet":
+            return None
+    except BnlintError:
+        return None
+    param = fork_param(layer, "bn_param")
+    return [param.scale_filler, param.shift_filler]
+
+
 def _prelu_fillers(layer) -> list:
     param = layer.prelu_param
     return [param.filler if param.HasField("filler") else 0.25]
@@ -180,7 +209,8 @@ _LAYER_FILLERS = {
     "Scale": _scale_fillers,
     "Bias": lambda layer: [] if len(layer.bottom) > 1 else [layer.bias_param.filler],
     "PReLU": _prelu_fillers,
-    "BatchNorm": lambda layer: [0.0, 0.0, 0.0],
+    "BatchNorm": _batch_norm_fillers,
+    "BN": _bn_fillers,
 }
 
 
@@ -191,15 +221,16 @@ def blobs_from_fillers(layer_msg, param_shapes: Sequence[Shape],
     `param_shapes` are the blob shapes the layer implies (from shape inference), in
     Caffe's blob order; the fillers come from the layer's parameters with Caffe's
     defaults (a missing weight/bias filler is constant 0; Scale's scale constant 1;
-    PReLU's slope constant 0.25; BatchNorm's three blobs zeros).
+    PReLU's slope constant 0.25; BVLC BatchNorm's three blobs zeros, NVCaffe's as
+    `_batch_norm_fillers` says).
     """
     if not param_shapes:
         return []
     rule = _LAYER_FILLERS.get(layer_msg.type)
-    if rule is None:
+    fillers = rule(layer_msg) if rule is not None else None
+    if fillers is None:
         raise BnlintError(f"layer '{layer_msg.name}': bnlint does not know how Caffe initialises "
                           f"the blobs of a '{layer_msg.type}' layer; supply its weights")
-    fillers = rule(layer_msg)
     if len(fillers) != len(param_shapes):
         raise BnlintError(f"layer '{layer_msg.name}' ({layer_msg.type}): Caffe creates "
                           f"{len(fillers)} blobs here, but {len(param_shapes)} shapes were given")

@@ -17,17 +17,23 @@ Three parts, each usable alone:
   not blurred by the layers after it), and the outputs of both nets match on seeded
   inputs.
 
-What the numbers mean (docs/DOMAIN.md sections 1, 2, 6):
+What the numbers mean (docs/DOMAIN.md sections 1, 2, 6, 7):
 
 - BVLC BatchNorm: mean = blobs[0] / s, var = blobs[1] / s with s = blobs[2][0], both
   0 when s == 0 (Caffe's guard: it then computes x / sqrt(eps)); eps as written, read as
   the float32 Caffe stores. `use_global_stats: false` means batch statistics even at
   TEST: nothing to fold.
-- NVIDIA Caffe BatchNorm, 5 blobs [mean, variance, correction, scale, bias] (shapes C,
-  C, 1, C, C; `batch_norm_param.scale_bias`): at TEST NVCaffe uses the stored mean and
-  variance as they are (the correction blob is not applied), eps = max(eps, 1e-5),
-  then scale and bias (NVIDIA/caffe src/caffe/layers/batch_norm_layer.cpp). Intel
-  Caffe also stores 5 blobs in another order; such a layer is left alone.
+- NVIDIA Caffe BatchNorm, a layer read in NVCaffe's schema (`batch_norm_param` has
+  `scale_bias`): blobs [mean, variance, correction] and, with scale_bias or a
+  scale/bias filler, [scale, bias] too (5 blobs: C, C, 1, C, C). At TEST NVCaffe uses
+  the stored mean and variance as they are (the correction is not applied, and
+  use_global_stats is not read), eps = max(eps, 1e-5), then scale and bias
+  (NVIDIA/caffe src/caffe/layers/batch_norm_layer.cpp). 5 blobs of other sizes
+  (Intel Caffe's order) or in a net read in another dialect are left alone.
+- SegNet's "BN" (alexgkendall/caffe-segnet) with bn_mode INFERENCE: y = x * scale +
+  shift, blobs (1, C, 1, 1); its statistics were folded into them by SegNet's
+  compute_bn_statistics.py, so it folds as a BatchNorm with mean 0 and variance 1.
+  bn_mode LEARN normalises with the batch's statistics even at TEST: kept.
 - A Scale is absorbed when it is the only reader of the BatchNorm's output, has one
   bottom and one blob per channel (axis 1 after canonicalisation, one axis).
 
@@ -47,6 +53,12 @@ The edits, chosen to be minimal:
   BatchNorm's bottom and gets `bias_term: true`; alone, the BatchNorm layer becomes a
   Scale layer with bias in place (type, parameter block, `param` specs). Both keep the
   layer names the weights are matched by. `keep_unfoldable` leaves them as they are.
+- `to_dialect` "bvlc": what is left of the forks' forms becomes BVLC's. A kept NVCaffe
+  BatchNorm becomes a BVLC BatchNorm (blobs mean, variance, 1; its NVCaffe-only fields
+  removed, eps raised to NVCaffe's 1e-5 floor where lower) followed by an in-place
+  Scale with bias holding its scale and bias; a kept SegNet BN becomes a BatchNorm
+  that passes x through exactly (mean 0, variance 1 - eps) and that Scale. A fork's
+  form that cannot be written so (no weights, batch statistics) is refused.
 """
 
 from __future__ import annotations
@@ -56,25 +68,37 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from bnlint.caffe import fork_shapes
 from bnlint.caffe.infer import infer_graph_shapes
 from bnlint.caffe.net import (Blob, LayerView, NetGraph, NetState, NetView, layer_included,
                               net_view)
 from bnlint.caffe.phase import Phase
+from bnlint.caffe.shapes import batch_norm_blob_count, nvcaffe_batch_norm
 from bnlint.errors import EXIT_FINDINGS, BnlintError, WeightsError
 from bnlint.syntax.edits import (Edit, Locator, apply_edits, insert_after, insert_into,
-                                 remove_field, replace_value)
+                                 remove_field, remove_fields, replace_value)
 from bnlint.syntax.nodes import Field, Message, Scalar
 from bnlint.transform import UnsafeRewriteError, collapse_blank_lines
 
 FOLDABLE_TYPES = ("Convolution", "Deconvolution", "InnerProduct")
+BATCHNORM_TYPES = ("BatchNorm", "BN")
 NVCAFFE_MIN_EPS = 1e-5
+BVLC_DEFAULT_EPS = 1e-5
+#: NVCaffe's BatchNormParameter fields, which BVLC's schema lacks.
 NVCAFFE_FIELDS = frozenset({"scale_bias", "scale_filler", "bias_filler", "engine"})
-INTEL_FIELDS = frozenset({"use_weight_bias", "bias_term", "shift_filler"})
+#: NVCaffe's per-layer precision fields (BVLC computes in float32 throughout).
+NVCAFFE_LAYER_FIELDS = frozenset({"forward_type", "backward_type", "forward_math",
+                                  "backward_math"})
 TEST_STATE = NetState(Phase.TEST)
 
 FOLDED = "folded"
 AS_SCALE = "scale"
 KEPT = "kept"
+CONVERTED = "converted"          # kept, and written in BVLC's form (to_dialect)
+
+BVLC_FORM = "BVLC"
+NVCAFFE_FORM = "NVCaffe"
+SEGNET_FORM = "SegNet"
 
 
 # --- the maths ------------------------------------------------------------------------------
@@ -154,18 +178,24 @@ def fold_batchnorm(weight, bias, mean, var, scale_factor, eps, gamma=None, beta=
 
 @dataclass
 class Site:
-    """One BatchNorm and what the fold does with it."""
+    """One BatchNorm (or fork "BN") and what the fold does with it."""
 
     batchnorm: LayerView
-    action: str                           # FOLDED, AS_SCALE or KEPT
+    action: str                           # FOLDED, AS_SCALE, KEPT or CONVERTED
     reason: str = ""                      # why not folded (or not converted)
     scale: LayerView | None = None        # the Scale absorbed with it
     into: LayerView | None = None         # FOLDED: the producer; AS_SCALE: the Scale layer
     notes: list[str] = field(default_factory=list)
+    added: str | None = None              # CONVERTED: the new Scale layer's name, if any
 
     @property
     def name(self) -> str:
         return self.batchnorm.name + (f" + {self.scale.name}" if self.scale else "")
+
+    @property
+    def written_as(self) -> str:
+        """CONVERTED: the BVLC layers that now do its work."""
+        return "BVLC BatchNorm" + (f" + Scale '{self.added}'" if self.added else "")
 
     def describe(self) -> str:
         notes = f" ({'; '.join(self.notes)})" if self.notes else ""
@@ -174,6 +204,8 @@ class Site:
         if self.action == AS_SCALE:
             return (f"{self.name} -> Scale '{self.into.name}' with bias: not folded, "
                     f"{self.reason}{notes}")
+        if self.action == CONVERTED:
+            return f"{self.batchnorm.name} -> {self.written_as}: {self.reason}{notes}"
         return f"{self.batchnorm.name} kept: {self.reason}{notes}"
 
 
@@ -185,7 +217,7 @@ class _Stats:
     eps: float
     gamma: np.ndarray | None
     beta: np.ndarray | None
-    dialect: str                          # "BVLC" or "NVCaffe"
+    form: str                             # BVLC_FORM, NVCAFFE_FORM or SEGNET_FORM
 
 
 @dataclass
@@ -212,13 +244,27 @@ class _Convert:
 
 
 @dataclass
+class _ToBvlc:
+    """A kept fork BatchNorm written in BVLC's form: BatchNorm (+ a new Scale after it)."""
+
+    layer: LayerView
+    stats: _Stats
+    scale_name: str | None                # the new in-place Scale; None: no affine part
+
+
+@dataclass
 class FoldPlan:
-    """What a fold does: the sites, the new text and the new weights (by layer name)."""
+    """What a fold does: the sites, the new text and the new weights (by layer name).
+
+    `dialect` is the one the new text is read in: the target of `to_dialect`, else the
+    input's (a kept NVCaffe BatchNorm means what NVCaffe computes, fields or not).
+    """
 
     sites: list[Site]
     text: str
     arrays: dict[str, list[np.ndarray]]
     warnings: list[str] = field(default_factory=list)
+    dialect: object = None
 
 
 def _blob_size(array) -> int:
@@ -243,23 +289,40 @@ def _block_fields(lv: LayerView, block: str) -> set[str]:
     return {f.name for f in node.value.fields}
 
 
-def _looks_nvcaffe(lv: LayerView, blobs) -> bool:
-    """NVIDIA Caffe's 5 BatchNorm blobs: sizes (C, C, 1, C, C), no Intel Caffe fields.
+def _quoted(name: str) -> str:
+    """A protobuf text string literal."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    With one channel the sizes prove nothing, so the text must say NVCaffe.
-    """
-    sizes = [_blob_size(b) for b in blobs]
-    fields = _block_fields(lv, "batch_norm_param")
-    c = sizes[0] if sizes else 0
-    return (len(sizes) == 5 and not fields & INTEL_FIELDS and sizes == [c, c, 1, c, c]
-            and (c > 1 or bool(fields & NVCAFFE_FIELDS)))
+
+def _unit_variance(eps: float) -> np.float32:
+    """The float32 v with v + eps == 1 exactly in float32: a BatchNorm with mean 0 and
+    variance v computes (x - 0) / sqrt(1), i.e. x, bit for bit."""
+    e = np.float32(eps)
+    v = np.float32(1) - e
+    while v + e > np.float32(1):
+        v = np.nextafter(v, np.float32(0))
+    while v + e < np.float32(1):
+        v = np.nextafter(v, np.float32(2))
+    return v
+
+
+def _form(lv: LayerView) -> str:
+    """Which Caffe's BatchNorm the layer is (for another fork's "BN": what it is)."""
+    if lv.type == "BN":
+        try:
+            variant = fork_shapes.bn_variant(lv.message)
+        except BnlintError:
+            return "a BN layer whose schema has no bn_param"
+        return SEGNET_FORM if variant == "segnet" else f"the {variant} fork's BN layer"
+    return NVCAFFE_FORM if nvcaffe_batch_norm(lv.message) else BVLC_FORM
 
 
 class _Planner:
     def __init__(self, text_file, weights: Mapping[str, Sequence[np.ndarray]],
                  input_shapes: Mapping[str, Sequence[int]] | None,
-                 keep_unfoldable: bool) -> None:
+                 keep_unfoldable: bool, to_dialect=None) -> None:
         self.text_file = text_file
+        self.to_dialect = to_dialect
         self.text = text_file.source.text
         self.view = net_view(text_file)
         self.weights = weights
@@ -272,6 +335,8 @@ class _Planner:
         self.targets: dict[int, _Target] = {}        # producer layer index -> target
         self.chain_end: dict[int, _Target] = {}      # id(blob) -> target that now writes it
         self.converts: list[_Convert] = []
+        self.stats: dict[int, _Stats] = {}           # BatchNorm layer index -> its numbers
+        self.to_bvlc: list[_ToBvlc] = []
         self.removed: set[int] = set()               # layer indices
         self.warnings: list[str] = []
 
@@ -295,7 +360,7 @@ class _Planner:
             if blobs is None or expected is None:
                 continue
             if lv.type == "BatchNorm" and len(blobs) == 5:
-                continue                     # a fork's BatchNorm: _statistics decides
+                continue                     # 5 blobs of some fork: _statistics says whose
             if len(blobs) != len(expected):
                 raise WeightsError(f"layer '{lv.name}' ({lv.type}): {len(blobs)} blobs in the "
                                    f"weights, the net needs {len(expected)} "
@@ -313,47 +378,107 @@ class _Planner:
 
     def _statistics(self, bn: LayerView, channels: int | None
                     ) -> tuple[_Stats | None, str, list[str]]:
-        """The BatchNorm's statistics (and NVCaffe affine), or why they cannot be used."""
+        """The BatchNorm's statistics (and affine of its own), or why they cannot be used."""
         blobs = self.weights.get(bn.name)
-        if blobs is None:
+        form = _form(bn)
+        if form == SEGNET_FORM:
+            stats, why, notes = self._segnet_statistics(bn, blobs, channels)
+        elif bn.type == "BN":
+            return None, f"{form}: bnlint folds SegNet's BN only", []
+        elif blobs is None:
             return None, ("the weights hold no trained statistics for it (Caffe would use "
                           "zeros)"), []
-        sizes = [_blob_size(b) for b in blobs]
-        channels = channels if channels is not None else (sizes[0] if sizes else 0)
-        param = bn.message.batch_norm_param
-        flat = [np.asarray(b, dtype=np.float32).reshape(-1) for b in blobs]
-        notes: list[str] = []
-        if len(blobs) == 3:
-            if sizes[0] != channels or sizes[1] != channels or sizes[2] < 1:
-                return None, (f"its blobs {_shape_text(blobs)} do not fit {channels} "
-                              f"channels (mean, variance, scale factor)"), []
-            if param.HasField("use_global_stats") and not param.use_global_stats:
-                return None, ("it uses batch statistics (use_global_stats: false), so its "
-                              "output depends on the batch and there is nothing to fold"), []
-            stats = _Stats(flat[0], flat[1], float(flat[2][0]), float(param.eps), None, None,
-                           "BVLC")
-            if stats.factor == 0:
-                notes.append("scale factor 0: mean and variance 0, as Caffe computes it")
-        elif len(blobs) == 5:
-            if not _looks_nvcaffe(bn, blobs) or sizes[0] != channels:
-                return None, (f"5 blobs {_shape_text(blobs)} that are not NVIDIA Caffe's "
-                              f"(mean, variance, correction [1], scale, bias): another "
-                              f"fork's BatchNorm, whose meaning bnlint does not know"), []
-            eps = max(float(param.eps), NVCAFFE_MIN_EPS)
-            stats = _Stats(flat[0], flat[1], 1.0, eps, flat[3], flat[4], "NVCaffe")
-            notes.append("NVCaffe BatchNorm with its scale and bias")
-            if float(flat[2][0]) != 1.0:
-                notes.append(f"its correction blob {float(flat[2][0]):g} is not applied, as "
-                             f"in NVCaffe")
+        elif form == NVCAFFE_FORM:
+            stats, why, notes = self._nvcaffe_statistics(bn, blobs, channels)
         else:
-            return None, (f"{len(blobs)} blobs ({_shape_text(blobs)}); BVLC's BatchNorm has "
-                          f"3, NVIDIA Caffe's 5"), []
+            stats, why, notes = self._bvlc_statistics(bn, blobs, channels)
+        if stats is None:
+            return None, why, []
         inverse = 0.0 if stats.factor == 0 else 1.0 / stats.factor
         if not np.all(stats.var.astype(np.float64) * inverse + stats.eps > 0):
             return None, "variance + eps is not positive for some channel (Caffe gives NaN)", []
         if bn.find("batch_norm_param.eps") is not None:
             notes.append(f"eps {stats.eps:g}")
         return stats, "", notes
+
+    def _bvlc_statistics(self, bn: LayerView, blobs, channels: int | None):
+        sizes = [_blob_size(b) for b in blobs]
+        channels = channels if channels is not None else (sizes[0] if sizes else 0)
+        param = bn.message.batch_norm_param
+        if len(blobs) == 5:
+            dialect = getattr(getattr(self.text_file, "dialect", None), "name", "portable")
+            return None, (f"5 blobs ({_shape_text(blobs)}), as NVIDIA Caffe's BatchNorm with "
+                          f"scale and bias stores them, but the net is read as '{dialect}', "
+                          f"where BatchNorm has 3; NVCaffe itself loads 5 only into a "
+                          f"BatchNorm with `batch_norm_param {{ scale_bias: true }}`"), []
+        if len(blobs) != 3:
+            return None, (f"{len(blobs)} blobs ({_shape_text(blobs)}); BVLC's BatchNorm has "
+                          f"3"), []
+        if sizes[0] != channels or sizes[1] != channels or sizes[2] < 1:
+            return None, (f"its blobs {_shape_text(blobs)} do not fit {channels} "
+                          f"channels (mean, variance, scale factor)"), []
+        if param.HasField("use_global_stats") and not param.use_global_stats:
+            return None, ("it uses batch statistics (use_global_stats: false), so its "
+                          "output depends on the batch and there is nothing to fold"), []
+        flat = [np.asarray(b, dtype=np.float32).reshape(-1) for b in blobs]
+        stats = _Stats(flat[0], flat[1], float(flat[2][0]), float(param.eps), None, None,
+                       BVLC_FORM)
+        notes = ["scale factor 0: mean and variance 0, as Caffe computes it"] \
+            if stats.factor == 0 else []
+        return stats, "", notes
+
+    def _nvcaffe_statistics(self, bn: LayerView, blobs, channels: int | None):
+        """NVCaffe's TEST numbers: stored mean and variance as they are, eps floored."""
+        sizes = [_blob_size(b) for b in blobs]
+        channels = channels if channels is not None else (sizes[0] if sizes else 0)
+        param = bn.message.batch_norm_param
+        want = batch_norm_blob_count(bn.message)
+        if len(blobs) != want:
+            if len(blobs) == 5:
+                return None, (f"5 blobs ({_shape_text(blobs)}), but without `scale_bias: "
+                              f"true` (or a scale/bias filler) NVIDIA Caffe's BatchNorm has "
+                              f"3 and refuses them"), []
+            return None, (f"{len(blobs)} blobs ({_shape_text(blobs)}); NVIDIA Caffe's "
+                          f"BatchNorm has {want} here"), []
+        c = channels
+        if sizes != [c, c, 1, c, c][:want]:
+            affine = ", scale, bias" if want == 5 else ""
+            return None, (f"{want} blobs {_shape_text(blobs)} that are not NVIDIA Caffe's "
+                          f"(mean, variance, correction [1]{affine}) for {c} channels: "
+                          f"another fork's BatchNorm, whose meaning bnlint does not know"), []
+        flat = [np.asarray(b, dtype=np.float32).reshape(-1) for b in blobs]
+        eps = float(max(np.float32(param.eps), np.float32(NVCAFFE_MIN_EPS)))
+        gamma, beta = (flat[3], flat[4]) if want == 5 else (None, None)
+        notes = ["NVCaffe BatchNorm with its scale and bias" if want == 5 else
+                 "NVCaffe BatchNorm: its statistics as stored"]
+        if float(flat[2][0]) != 1.0:
+            notes.append(f"its correction blob {float(flat[2][0]):g} is not applied, as in "
+                         f"NVCaffe")
+        if param.HasField("use_global_stats") and not param.use_global_stats:
+            notes.append("use_global_stats: false, which NVCaffe does not read at TEST")
+        return _Stats(flat[0], flat[1], 1.0, eps, gamma, beta, NVCAFFE_FORM), "", notes
+
+    def _segnet_statistics(self, bn: LayerView, blobs, channels: int | None):
+        """SegNet's BN at TEST with bn_mode INFERENCE: x * scale + shift, which is a
+        BatchNorm with mean 0, variance 1 and eps 0 followed by (scale, shift)."""
+        param = fork_shapes.fork_param(bn.message, "bn_param")
+        if fork_shapes.fork_enum(param, "bn_mode", "LEARN") != "INFERENCE":
+            return None, ("SegNet's BN with bn_mode LEARN (the default) normalises with the "
+                          "batch's statistics even at TEST, so its output depends on the "
+                          "batch and there is nothing to fold (SegNet's "
+                          "compute_bn_statistics.py writes bn_mode: INFERENCE)"), []
+        if blobs is None:
+            return None, ("the weights hold no scale and shift for it (Caffe would use its "
+                          "fillers)"), []
+        sizes = [_blob_size(b) for b in blobs]
+        channels = channels if channels is not None else (sizes[0] if sizes else 0)
+        if sizes != [channels, channels]:
+            return None, (f"its blobs {_shape_text(blobs)} are not SegNet's scale and shift "
+                          f"for {channels} channels"), []
+        scale, shift = (np.asarray(b, dtype=np.float32).reshape(-1) for b in blobs)
+        stats = _Stats(np.zeros(channels, np.float32), np.ones(channels, np.float32), 1.0, 0.0,
+                       scale, shift, SEGNET_FORM)
+        return stats, "", ["SegNet BN (bn_mode INFERENCE): x * scale + shift"]
 
     # --- the graph questions -------------------------------------------------------------
 
@@ -478,8 +603,38 @@ class _Planner:
                               source=self.text_file.source, offset=problem.layer.node.start)
         self._check_weights()
         for lv in self.graph.layers:
-            if lv.type == "BatchNorm":
+            if lv.type in BATCHNORM_TYPES:
                 self.sites.append(self._site(lv))
+        if self.to_dialect is not None:
+            for site in self.sites:
+                if site.action == KEPT and _form(site.batchnorm) != BVLC_FORM:
+                    self._plan_bvlc(site)
+
+    def _plan_bvlc(self, site: Site) -> None:
+        """A kept fork BatchNorm in BVLC's form: BatchNorm, and a Scale for its affine."""
+        bn = site.batchnorm
+        stats = self.stats.get(bn.index)
+        problem = site.reason if stats is None else ""
+        bottom = self.graph.bottoms[bn.index][0] if len(bn.bottoms) == 1 else None
+        if not problem and stats.gamma is not None and bottom is not None and \
+                bottom.shape is not None and len(bottom.shape) < 2:
+            problem = "its affine part needs a Scale, and a Scale needs a channel axis"
+        if not problem and bn.legacy:
+            problem = f"it is written in the {bn.legacy} syntax"
+        if problem:
+            raise BnlintError(f"cannot write {bn.type} '{bn.name}' in BVLC's form "
+                              f"(--to-dialect {self.to_dialect.name}): {problem}",
+                              source=self.text_file.source, offset=bn.node.start)
+        scale_name = None
+        if stats.gamma is not None:
+            taken = {lv.name for lv in self.view.layers} | \
+                {c.scale_name for c in self.to_bvlc if c.scale_name}
+            scale_name, n = f"{bn.name}/scale", 1
+            while scale_name in taken:
+                n += 1
+                scale_name = f"{bn.name}/scale{n}"
+        self.to_bvlc.append(_ToBvlc(bn, stats, scale_name))
+        site.action, site.added = CONVERTED, scale_name
 
     def _site(self, bn: LayerView) -> Site:
         if len(bn.bottoms) != 1 or len(bn.tops) != 1:
@@ -491,6 +646,7 @@ class _Planner:
         stats, why, notes = self._statistics(bn, channels)
         if stats is None:
             return Site(bn, KEPT, why)
+        self.stats[bn.index] = stats
         channels = stats.mean.size
         scale, affine, scale_why = self._channel_scale(bn, top, channels)
         if scale_why:
@@ -578,6 +734,8 @@ class _Planner:
                 edits.append(self._bias_term_edit(loc, producer, self._param_block(producer)))
         for convert in self.converts:
             edits.extend(self._convert_edits(loc, convert))
+        for conv in self.to_bvlc:
+            edits.extend(self._to_bvlc_edits(loc, conv))
         return edits
 
     @staticmethod
@@ -604,17 +762,72 @@ class _Planner:
                 edits.append(self._bias_term_edit(loc, scale, "scale_param"))
             return edits
         edits = [replace_value(bn.find("type"), '"Scale"')]
-        for spec in bn.find_all("param"):
-            edits.append(remove_field(loc, spec))
-        blocks = bn.find_all("batch_norm_param")
-        for extra in blocks[:-1]:
-            edits.append(remove_field(loc, extra))
+        # BVLC's param specs are the statistics'; SegNet's two are its scale and shift,
+        # which the Scale's two blobs are.
+        gone = list(bn.find_all("param")) if bn.type == "BatchNorm" else []
+        gone += self._nvcaffe_layer_fields(bn)
+        block = "batch_norm_param" if bn.type == "BatchNorm" else "bn_param"
+        blocks = bn.find_all(block)
+        gone += blocks[:-1]
+        edits.extend(remove_fields(loc, gone))
         new_block = "scale_param { bias_term: true }"
         if blocks:
             last = blocks[-1]
             edits.append(Edit(last.start, loc.last_token(last).end, new_block))
         else:
             edits.append(insert_after(loc, bn.find_all("top")[-1], new_block))
+        return edits
+
+    def _nvcaffe_layer_fields(self, lv: LayerView) -> list[Field]:
+        """With to_dialect, NVCaffe's precision fields of a layer the fold rewrites."""
+        if self.to_dialect is None:
+            return []
+        return [f for f in lv.body.fields if f.name in NVCAFFE_LAYER_FIELDS]
+
+    def _to_bvlc_edits(self, loc: Locator, conv: _ToBvlc) -> list[Edit]:
+        """The kept fork BatchNorm as BVLC's BatchNorm, and its new Scale after it."""
+        bn = conv.layer
+        edits: list[Edit] = []
+        specs = list(bn.find_all("param"))
+        gone = self._nvcaffe_layer_fields(bn)
+        if conv.stats.form == SEGNET_FORM:
+            edits.append(replace_value(bn.find("type"), '"BatchNorm"'))
+            gone += bn.find_all("bn_param")
+            moved = specs                 # SegNet's specs are the scale's and the shift's
+        else:
+            moved = specs[3:]             # NVCaffe's 4th and 5th: the scale's and bias's
+            edits.extend(self._bvlc_param_edits(bn, gone))
+        gone += moved
+        edits.extend(_remove_from_layer(loc, bn, gone))
+        if conv.scale_name is not None:
+            top = _scalar_text(bn.find_all("top")[0]) or _quoted(bn.tops[0])
+            parts = [f"name: {_quoted(conv.scale_name)}", 'type: "Scale"', f"bottom: {top}",
+                     f"top: {top}"]
+            parts += [self.text[spec.start:loc.last_token(spec).end] for spec in moved]
+            parts.append("scale_param { bias_term: true }")
+            edits.append(insert_after(loc, bn.node, "layer { " + " ".join(parts) + " }"))
+        return edits
+
+    def _bvlc_param_edits(self, bn: LayerView, gone: list[Field]) -> list[Edit]:
+        """NVCaffe's batch_norm_param as BVLC reads it alike: its own fields go (to
+        `gone`), a use_global_stats: false NVCaffe ignores at TEST goes, an eps below
+        NVCaffe's floor becomes the floor. A block left empty goes whole."""
+        param = bn.message.batch_norm_param
+        low_eps = np.float32(param.eps) < np.float32(NVCAFFE_MIN_EPS)
+        batch_stats = param.HasField("use_global_stats") and not param.use_global_stats
+        edits = []
+        for block in bn.find_all("batch_norm_param"):
+            if not isinstance(block.value, Message):
+                continue
+            fields = block.value.fields
+            drop = [f for f in fields if f.name in NVCAFFE_FIELDS or
+                    (f.name == "use_global_stats" and batch_stats)]
+            if len(drop) == len(fields):
+                gone.append(block)
+                continue
+            gone.extend(drop)
+            if low_eps:
+                edits.extend(replace_value(f, "1e-05") for f in fields if f.name == "eps")
         return edits
 
     def arrays(self, out_view: NetView) -> dict[str, list[np.ndarray]]:
@@ -632,6 +845,8 @@ class _Planner:
         for convert in self.converts:
             owner = convert.scale or convert.batchnorm
             changed[owner.name] = [a.copy() for a in convert.arrays]
+        for conv in self.to_bvlc:
+            changed.update(self._bvlc_arrays(conv))
         removed = {self.view.layers[i].name for i in self.removed}
         out_graph = NetGraph(out_view, TEST_STATE)
         out_shapes = infer_graph_shapes(out_graph)
@@ -655,6 +870,44 @@ class _Planner:
                                  f"fillers, as before): {shown}")
         return arrays
 
+    @staticmethod
+    def _bvlc_arrays(conv: _ToBvlc) -> dict[str, list[np.ndarray]]:
+        """BVLC's blobs: mean and variance with scale factor 1 (NVCaffe's as stored;
+        SegNet's mean 0 and the variance that makes var + 1e-5 exactly 1, BVLC's default
+        eps), and the affine part for the new Scale."""
+        stats = conv.stats
+        n = stats.mean.size
+        if stats.form == SEGNET_FORM:
+            mean = np.zeros(n, np.float32)
+            var = np.full(n, _unit_variance(BVLC_DEFAULT_EPS), np.float32)
+        else:
+            mean = np.asarray(stats.mean, np.float32).reshape(-1)
+            var = np.asarray(stats.var, np.float32).reshape(-1)
+        out = {conv.layer.name: [mean, var, np.ones(1, np.float32)]}
+        if conv.scale_name is not None:
+            out[conv.scale_name] = [np.asarray(stats.gamma, np.float32).reshape(-1),
+                                    np.asarray(stats.beta, np.float32).reshape(-1)]
+        return out
+
+
+def _remove_from_layer(loc: Locator, layer: LayerView, fields: list[Field]) -> list[Edit]:
+    """`remove_fields`, except that the layer's last fields, when they go and only the
+    layer's closing brace follows them on their line, go with the line breaks before
+    them: the brace then closes the line above, not a line of its own."""
+    body = layer.body
+    ids = {id(f) for f in fields}
+    k = len(body.fields)
+    while k > 1 and id(body.fields[k - 1]) in ids:
+        k -= 1
+    tail = body.fields[k:]
+    after = loc.next_token(loc.last_token(tail[-1])) if tail else None
+    if not tail or after is not body.close or "\n" in after.prefix or \
+            any(f.name_token.prefix.strip() for f in tail):
+        return remove_fields(loc, fields)
+    rest = [f for f in fields if not any(f is t for t in tail)]
+    start = loc.last_token(body.fields[k - 1]).end
+    return remove_fields(loc, rest) + [Edit(start, loc.last_token(tail[-1]).end, "")]
+
 
 def _reshaped(arrays: list[np.ndarray], expected) -> list[np.ndarray]:
     """Arrays in the expected shapes where the sizes allow (legacy 4-D blobs)."""
@@ -666,23 +919,72 @@ def _reshaped(arrays: list[np.ndarray], expected) -> list[np.ndarray]:
 
 def plan_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], *,
               keep_unfoldable: bool = False,
-              input_shapes: Mapping[str, Sequence[int]] | None = None) -> FoldPlan:
+              input_shapes: Mapping[str, Sequence[int]] | None = None,
+              to_dialect=None) -> FoldPlan:
     """Plan the fold of a deploy net with its weights: sites, new text, new arrays.
 
     Refuses (BnlintError) a solver, a net Caffe itself refuses, and a file that also
-    describes a training net: folding is for the TEST net alone.
+    describes a training net: folding is for the TEST net alone. `to_dialect` (a name
+    or Dialect with BVLC's schema: "bvlc") also writes the kept fork BatchNorms in
+    BVLC's form, and refuses one that cannot be.
     """
     if text_file.kind == "SolverParameter":
         raise BnlintError("a solver, not a net: fold the deploy net it trains",
                           path=text_file.path)
+    target = _target_dialect(to_dialect)
     view = net_view(text_file)
     _check_deploy(view, text_file)
-    planner = _Planner(text_file, weights, input_shapes, keep_unfoldable)
+    planner = _Planner(text_file, weights, input_shapes, keep_unfoldable, target)
     planner.plan()
     text = apply_edits(planner.text, planner.edits())
-    out_view = _parse_view(text, text_file.path)
+    dialect = getattr(text_file, "dialect", None)
+    if target is not None:
+        dialect = _written_dialect(planner, text, target) or dialect
+    out_view = _parse_view(text, text_file.path, dialect)
     arrays = planner.arrays(out_view)
-    return FoldPlan(planner.sites, text, arrays, planner.warnings)
+    return FoldPlan(planner.sites, text, arrays, planner.warnings, dialect)
+
+
+def _target_dialect(choice):
+    """The Dialect for `to_dialect`; fold writes BVLC's BatchNorm and Scale only."""
+    if choice is None:
+        return None
+    from bnlint.caffe.dialects import resolve_dialect
+    from bnlint.caffe.schema import default_schema
+
+    target = resolve_dialect(choice)
+    if target is None or target.schema() is not default_schema():
+        raise BnlintError(f"fold writes BatchNorm in BVLC's form only: --to-dialect "
+                          f"{getattr(target, 'name', choice)} is not a dialect with BVLC's "
+                          f"schema (bvlc)")
+    return target
+
+
+def _written_dialect(planner: _Planner, text: str, target):
+    """`target` when the new text is all in its schema; else None (it is read in the
+    input's dialect, so the fields left still mean what they meant) and a warning.
+    A fork field the fold removes from the layers it wrote, still there, is a bug: raised."""
+    out = _parse_text_file(text, planner.text_file.path, target)
+    if not out.problems:
+        return target
+    view = net_view(out)
+    ours = {s.batchnorm.name for s in planner.sites if s.action in (AS_SCALE, CONVERTED)}
+    ours |= {c.scale_name for c in planner.to_bvlc if c.scale_name}
+    removed = NVCAFFE_FIELDS | NVCAFFE_LAYER_FIELDS | {"bn_param"}
+    left = []
+    for problem in out.problems:
+        layer = next((lv for lv in view.layers
+                      if lv.node.start <= problem.start < lv.node.end), None)
+        if layer is not None and layer.name in ours and problem.field in removed:
+            raise UnsafeRewriteError(f"layer '{layer.name}' of the folded net still has "
+                                     f"{problem.path}, which {target.name} lacks; this is a "
+                                     f"bug in bnlint, nothing was written")
+        left.append(f"{problem.path}" + (f" (layer '{layer.name}')" if layer else ""))
+    shown = ", ".join(dict.fromkeys(left[:5])) + (", ..." if len(left) > 5 else "")
+    planner.warnings.append(f"the BatchNorm layers are in {target.name}'s form, but "
+                            f"{len(left)} other field(s) {target.name}'s schema lacks "
+                            f"remain, which its Caffe refuses: {shown}")
+    return None
 
 
 def _check_deploy(view: NetView, text_file) -> None:
@@ -706,16 +1008,18 @@ def _check_deploy(view: NetView, text_file) -> None:
                           path=text_file.path)
 
 
-def _parse_text_file(text: str, path: str):
+def _parse_text_file(text: str, path: str, dialect=None):
+    """The new text, in `dialect` (None: detected from its fields)."""
     from bnlint.caffe.load import parse_text
     from bnlint.source import SourceFile
 
-    return parse_text(SourceFile(path, text))
+    extra = {"dialect": dialect} if dialect is not None else {}
+    return parse_text(SourceFile(path, text), **extra)
 
 
-def _parse_view(text: str, path: str) -> NetView:
+def _parse_view(text: str, path: str, dialect=None) -> NetView:
     try:
-        return net_view(_parse_text_file(text, path))
+        return net_view(_parse_text_file(text, path, dialect))
     except BnlintError as err:
         raise UnsafeRewriteError(f"the folded text of {path} does not parse ({err}); this is "
                                  f"a bug in bnlint, nothing was written") from None
@@ -766,42 +1070,6 @@ def _verification_close(out, ref, uncertainty=None):
                     uncertainty=uncertainty)
 
 
-def _nvcaffe_affine_name(name: str) -> str:
-    return f"{name}/nvcaffe-scale-bias"
-
-
-def runnable(view: NetView, weights: Mapping[str, Sequence[np.ndarray]]
-             ) -> tuple[NetView, dict[str, list[np.ndarray]]]:
-    """The net as bnlint's forward can run it: NVCaffe's 5-blob BatchNorm becomes a BVLC
-    BatchNorm (its mean and variance as stored, eps at least 1e-5) and an in-place Scale
-    with bias, which is what NVCaffe computes at TEST."""
-    weights = dict(weights)
-    layers: list[LayerView] = []
-    for lv in view.layers:
-        blobs = weights.get(lv.name)
-        if lv.type != "BatchNorm" or blobs is None or len(blobs) != 5 or \
-                not _looks_nvcaffe(lv, blobs):
-            layers.append(LayerView(len(layers), lv.node, lv.message, lv.legacy))
-            continue
-        message = type(lv.message)()
-        message.CopyFrom(lv.message)
-        message.batch_norm_param.eps = max(float(message.batch_norm_param.eps), NVCAFFE_MIN_EPS)
-        message.batch_norm_param.use_global_stats = True
-        del message.param[:]
-        flat = [np.asarray(b, np.float32).reshape(-1) for b in blobs]
-        weights[lv.name] = [flat[0], flat[1], np.ones(1, np.float32)]
-        layers.append(LayerView(len(layers), lv.node, message, lv.legacy))
-        affine = type(lv.message)()
-        affine.name = _nvcaffe_affine_name(lv.name)
-        affine.type = "Scale"
-        affine.bottom.append(lv.tops[0])
-        affine.top.append(lv.tops[0])
-        affine.scale_param.bias_term = True
-        weights[affine.name] = [flat[3], flat[4]]
-        layers.append(LayerView(len(layers), lv.node, affine, lv.legacy))
-    return NetView(view.message, layers, view.inputs, view.name, view.tree), weights
-
-
 def verify_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], plan: FoldPlan,
                 out_weights: Mapping[str, Sequence[np.ndarray]] | None = None, *,
                 input_shapes: Mapping[str, Sequence[int]] | None = None,
@@ -814,18 +1082,17 @@ def verify_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], plan: Fo
     """
     from bnlint.forward.executor import Network
 
-    in_view, in_weights = runnable(net_view(text_file), weights)
-    out_file = _parse_text_file(plan.text, text_file.path)
+    out_file = _parse_text_file(plan.text, text_file.path, plan.dialect)
     try:
-        reference = Network(in_view, TEST_STATE, in_weights, input_shapes=input_shapes,
-                            seed=seed, source=text_file.source)
+        reference = Network(net_view(text_file), TEST_STATE, weights,
+                            input_shapes=input_shapes, seed=seed, source=text_file.source)
         written = dict(out_weights if out_weights is not None else plan.arrays)
         # Layers the weights lack: the very filler values the reference drew.
         merged = {name: reference.blobs[name] for name in reference.filled
                   if name not in written}
         merged.update(written)
-        out_view, merged = runnable(net_view(out_file), merged)
-        folded = Network(out_view, TEST_STATE, merged, input_shapes=input_shapes, seed=seed)
+        folded = Network(net_view(out_file), TEST_STATE, merged, input_shapes=input_shapes,
+                         seed=seed)
     except BnlintError as err:
         raise BnlintError(f"cannot verify the fold: {err}; --no-verify writes it unchecked",
                           path=text_file.path) from None
@@ -852,9 +1119,10 @@ def verify_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], plan: Fo
     ref_out = reference.run(inputs, keep=compared, on_layer=capture)
     sites = {}
     for unit in units:
-        x = inputs[unit.input_name] if unit.source[0] < 0 else captured[unit.source]
+        y = inputs[unit.input_name] if unit.source[0] < 0 else captured[unit.source]
         try:
-            y = unit.op.run([x])[0]
+            for op in unit.ops:
+                y = op.run([y])[0]
         except BnlintError as err:
             raise UnsafeRewriteError(f"{unit.label}: the rewritten layer does not run on its "
                                      f"input ({err})") from None
@@ -889,10 +1157,11 @@ def verify_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], plan: Fo
 
 @dataclass
 class _Unit:
-    """One rewritten layer and the BatchNorm chain it replaces, located in the reference."""
+    """The rewritten layers of one site (or of a chain folded into one producer) and the
+    BatchNorm chain they replace, located in the reference."""
 
     label: str
-    op: object                            # the rewritten layer's op in the folded net
+    ops: tuple                            # the new net's ops, run in turn
     source: tuple[int, int]               # (reference layer index, top) of its input; -1: input
     input_name: str
     result: tuple[int, int]               # (reference layer index, top) of the chain's output
@@ -901,20 +1170,29 @@ class _Unit:
 def _units(plan: FoldPlan, reference, folded) -> list[_Unit]:
     ref_layers = {lv.name: lv for lv in reference.graph.layers}
     ops = {step.layer.name: step.op for step in folded.steps}
+
+    def source_of(layer: LayerView):
+        blob = reference.graph.bottoms[layer.index][0]
+        where = (-1, 0) if blob.producer is None else (blob.producer.index, blob.top_index)
+        return where, blob.name
+
     groups: dict[str, list[Site]] = {}
     for site in plan.sites:
-        if site.action != KEPT:
+        if site.action in (FOLDED, AS_SCALE):
             groups.setdefault(site.into.name, []).append(site)
     units = []
     for owner, sites in groups.items():
         first = ref_layers[owner if sites[0].action == FOLDED else sites[0].batchnorm.name]
-        blob = reference.graph.bottoms[first.index][0]
-        source = (-1, 0) if blob.producer is None else (blob.producer.index, blob.top_index)
-        last = sites[-1].scale or sites[-1].batchnorm
-        end = ref_layers.get(_nvcaffe_affine_name(last.name)) or ref_layers[last.name]
+        end = ref_layers[(sites[-1].scale or sites[-1].batchnorm).name]
         kind = sites[0].into.type if sites[0].action == FOLDED else "Scale"
         label = ", ".join(site.name for site in sites) + f" -> {kind} '{owner}'"
-        units.append(_Unit(label, ops[owner], source, blob.name, (end.index, 0)))
+        units.append(_Unit(label, (ops[owner],), *source_of(first), (end.index, 0)))
+    for site in plan.sites:
+        if site.action == CONVERTED:
+            layer = ref_layers[site.batchnorm.name]
+            chain = (ops[layer.name],) + ((ops[site.added],) if site.added else ())
+            units.append(_Unit(f"{layer.name} -> {site.written_as}", chain,
+                               *source_of(layer), (layer.index, 0)))
     return units
 
 
@@ -957,7 +1235,7 @@ def _amplified_message(reference, folded, inputs, sites, output: str, result) ->
 
 def check_stable(plan: FoldPlan, path: str, keep_unfoldable: bool) -> None:
     """A second fold of the output finds nothing to do, and the output wires as Caffe needs."""
-    out_file = _parse_text_file(plan.text, path)
+    out_file = _parse_text_file(plan.text, path, plan.dialect)
     again = _Planner(out_file, plan.arrays, None, keep_unfoldable)
     try:
         again.plan()
@@ -980,7 +1258,8 @@ class FoldResult:
 
 def fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], *,
          keep_unfoldable: bool = False, verify: bool = True,
-         input_shapes: Mapping[str, Sequence[int]] | None = None, seed: int = 0) -> FoldResult:
+         input_shapes: Mapping[str, Sequence[int]] | None = None, seed: int = 0,
+         to_dialect=None) -> FoldResult:
     """Plan, check and serialise a fold; nothing is written here.
 
     The weights checked by the forward are the ones read back from the serialised
@@ -990,9 +1269,9 @@ def fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], *,
     from bnlint.caffe.weights import caffemodel_bytes, weights_from_net
 
     plan = plan_fold(text_file, weights, keep_unfoldable=keep_unfoldable,
-                     input_shapes=input_shapes)
+                     input_shapes=input_shapes, to_dialect=to_dialect)
     check_stable(plan, text_file.path, keep_unfoldable)
-    out_view = _parse_view(plan.text, text_file.path)
+    out_view = _parse_view(plan.text, text_file.path, plan.dialect)
     data = caffemodel_bytes(out_view, plan.arrays)
     verification = None
     if verify:
@@ -1004,6 +1283,6 @@ def fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], *,
     return FoldResult(plan, data, verification)
 
 
-__all__ = ["AS_SCALE", "FOLDED", "FOLDABLE_TYPES", "KEPT", "FoldMismatch", "FoldPlan",
-           "FoldResult", "Site", "Verification", "batchnorm_as_scale", "check_stable", "fold",
-           "fold_batchnorm", "plan_fold", "runnable", "verify_fold"]
+__all__ = ["AS_SCALE", "CONVERTED", "FOLDED", "FOLDABLE_TYPES", "KEPT", "FoldMismatch",
+           "FoldPlan", "FoldResult", "Site", "Verification", "batchnorm_as_scale",
+           "check_stable", "fold", "fold_batchnorm", "plan_fold", "verify_fold"]

@@ -6,11 +6,13 @@ is imported inside the checks: these rules only run when weights were given.
 
 from __future__ import annotations
 
+from bnlint.caffe.shapes import batch_norm_blob_count, nvcaffe_batch_norm
 from bnlint.lint.diagnostics import Severity
 from bnlint.lint.registry import Rule, register_rule
 
-# Blob counts Caffe's layers create, for when shapes cannot be inferred.
-_COUNT_BY_TYPE = {"BatchNorm": lambda m: 3, "PReLU": lambda m: 1,
+# Blob counts Caffe's layers create, for when shapes cannot be inferred. BatchNorm's
+# follows the net's dialect: NVCaffe's has 5 with scale_bias, BVLC's always 3.
+_COUNT_BY_TYPE = {"BatchNorm": batch_norm_blob_count, "PReLU": lambda m: 1,
                   "Convolution": lambda m: 1 + bool(m.convolution_param.bias_term),
                   "Deconvolution": lambda m: 1 + bool(m.convolution_param.bias_term),
                   "InnerProduct": lambda m: 1 + bool(m.inner_product_param.bias_term),
@@ -58,7 +60,9 @@ class BlobCountMismatch(_WeightsRule):
 
     Caffe refuses to load it ("Incompatible number of blobs for layer"). Typical
     causes: NVCaffe's BatchNorm stores 5 blobs (scale and bias inside) where BVLC has
-    3; a Convolution's `bias_term` changed after training.
+    3; a Convolution's `bias_term` changed after training. The count is the dialect's:
+    under `nvcaffe` a BatchNorm with `scale_bias: true` (or a scale/bias filler) has 5
+    and one without has 3; under BVLC's schema every BatchNorm has 3.
 
     Bad: a BVLC net whose BatchNorm 'bn1' has 5 blobs in the weights.
 
@@ -92,6 +96,9 @@ class BnZeroScaleFactor(_WeightsRule):
     Bad: blobs[2] = [0].
 
     Good: blobs[2] = [999.98] (a trained net) or [1] (statistics stored unscaled).
+
+    NVCaffe's BatchNorm never reads blobs[2] at TEST (it is a variance correction its
+    training keeps at 1), so under `nvcaffe` there is nothing to report.
     """
 
     code = "W002"
@@ -101,6 +108,8 @@ class BnZeroScaleFactor(_WeightsRule):
 
     def check_layer(self, ctx, layer):
         blobs = self.blobs(ctx, layer)
+        if nvcaffe_batch_norm(layer.message):
+            return
         if blobs and len(blobs) >= 3 and blobs[2].size and float(blobs[2].reshape(-1)[0]) == 0:
             yield self.diag(ctx, f"BatchNorm '{layer.name}' has scale factor blobs[2] = 0: "
                             f"Caffe normalises it with mean 0 and variance 0 (x / sqrt(eps))",
@@ -117,6 +126,8 @@ class BnBadVariance(_WeightsRule):
     Bad: blobs[1] = [0.5, -0.2, ...].
 
     Good: every variance >= 0.
+
+    The variance is blobs[1] / blobs[2] in BVLC Caffe, blobs[1] as stored in NVCaffe.
     """
 
     code = "W003"
@@ -130,8 +141,11 @@ class BnBadVariance(_WeightsRule):
             return
         import numpy as np
 
-        scale = float(blobs[2].reshape(-1)[0]) if blobs[2].size else 0.0
-        factor = 0.0 if scale == 0 else 1.0 / scale
+        if nvcaffe_batch_norm(layer.message):
+            factor = 1.0
+        else:
+            scale = float(blobs[2].reshape(-1)[0]) if blobs[2].size else 0.0
+            factor = 0.0 if scale == 0 else 1.0 / scale
         var = blobs[1].astype(np.float64) * factor
         bad = np.flatnonzero(~(var >= 0))
         if bad.size:
