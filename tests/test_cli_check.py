@@ -152,3 +152,34 @@ def test_rules_command(run_cli):
     code, out, _ = run_cli("rules", "BN010")
     assert code == 0 and "Bad:" in out and "Good:" in out
     assert run_cli("rules", "XX999")[0] == 2
+
+
+def test_fix_on_stdin_always_writes_the_text(run_cli, monkeypatch):
+    """As a filter (`--fix -`), the text comes back even when nothing needed fixing."""
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(TRAIN.read_bytes())))
+    code, out, _ = run_cli("check", "--fix", "-")
+    assert out == TRAIN.read_text()
+
+
+def test_each_file_is_judged_by_its_own_fail_on(run_cli, tmp_path):
+    strict, lax = tmp_path / "strict", tmp_path / "lax"
+    for folder, level in ((strict, "info"), (lax, "error")):
+        folder.mkdir()
+        (folder / ".bnlint.toml").write_text(f'fail-on = "{level}"\n')
+        shutil.copy(BUGGY, folder / "d.prototxt")
+    (lax / "d.prototxt").write_text('name: "clean"\n')
+    (strict / "d.prototxt").write_text('input: "x"\ninput_dim: 1\n')   # N005 (info)
+    a = run_cli("check", str(strict / "d.prototxt"), str(lax / "d.prototxt"))[0]
+    b = run_cli("check", str(lax / "d.prototxt"), str(strict / "d.prototxt"))[0]
+    assert a == b == 1
+
+
+def test_config_values_of_the_wrong_type_are_exit_2(run_cli, tmp_path):
+    (tmp_path / ".bnlint.toml").write_text("fail-on = 1\n")
+    f = tmp_path / "n.prototxt"
+    f.write_text('name: "n"\n')
+    code, _, err = run_cli("check", str(f))
+    assert code == 2 and "fail-on" in err

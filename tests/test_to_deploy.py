@@ -662,3 +662,13 @@ def test_check_treats_caffes_implicit_conv_defaults_as_equal():
 
     assert compare_deploy(net("stride: 1 pad: 0 dilation: 1"), net("")) == []
     assert compare_deploy(net("stride: 2"), net("")) != []
+
+
+def test_check_never_overwrites_the_deploy_it_checks(run_cli, tmp_path):
+    train = FIXTURES / "examples" / "tiny_resnet_train_val.prototxt"
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text((FIXTURES / "examples" / "tiny_resnet_deploy_by_hand.prototxt").read_text())
+    before = deploy.read_bytes()
+    code, _, err = run_cli("to-deploy", str(train), "--check", str(deploy), "-o", str(deploy))
+    assert code == 2 and "overwrite the input" in err
+    assert deploy.read_bytes() == before

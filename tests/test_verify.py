@@ -397,3 +397,17 @@ def test_to_deploy_output_is_equivalent_to_its_source(train, shapes, run_cli, tm
     a, b = _read_or_skip(Path(train)), read_net(str(out))
     report = verify(a, b, VerifyOptions(trials=1, input_shapes=shapes))
     assert report.equivalent, report.divergence
+
+
+def test_an_output_a_lacks_is_never_compared_through_its_inputs(run_cli, tmp_path):
+    """B adds a Convolution A does not have: comparing the shared input would prove
+    nothing, so verify refuses to pair rather than say 'equivalent'."""
+    head = ('layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 2 '
+            'dim: 3 dim: 4 dim: 4 } } }\n')
+    a = tmp_path / "a.prototxt"
+    a.write_text(head + 'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n')
+    b = tmp_path / "b.prototxt"
+    b.write_text(head + 'layer { name: "conv" type: "Convolution" bottom: "data" top: "c" '
+                        'convolution_param { num_output: 7 kernel_size: 1 } }\n')
+    code, out, err = run_cli("verify", str(a), str(b))
+    assert code == 2 and "--output" in err and "equivalent" not in out

@@ -89,7 +89,7 @@ def read_text(path: str) -> SourceFile:
 
 
 def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),
-                 in_place: bool = False) -> None:
+                 in_place: bool = False, in_place_option: bool = False) -> None:
     """Write to a temporary file in the target's folder, then rename over the target.
 
     Refuses to overwrite one of `inputs` unless `in_place`; keeps an existing
@@ -105,8 +105,9 @@ def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),
     if not in_place:
         for inp in inputs:
             if inp != STDIO and _same_file(inp, path):
-                raise BnlintError("output would overwrite the input; choose another -o or "
-                                  "pass --in-place", path=path)
+                raise BnlintError("output would overwrite the input; choose another -o"
+                                  + (" or pass --in-place" if in_place_option else ""),
+                                  path=path)
     if target.is_dir():
         raise BnlintError("output path is a directory", path=path)
     folder = target.parent if str(target.parent) else Path(".")
@@ -128,6 +129,11 @@ def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),
             return
     import tempfile
 
+    if target.is_symlink():
+        # write through the link: the temporary file must sit beside the real file,
+        # or the final rename would cross file systems
+        target = target.resolve()
+        folder = target.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except PermissionError:
@@ -144,7 +150,7 @@ def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),
             os.umask(umask)
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
-        os.replace(tmp, target if not target.is_symlink() else target.resolve())
+        os.replace(tmp, target)
     except BaseException as exc:
         try:
             os.unlink(tmp)

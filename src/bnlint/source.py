@@ -29,7 +29,10 @@ class SourceFile:
         starts = self._starts()
         offset = max(0, min(offset, len(self.text)))
         line = bisect.bisect_right(starts, offset) - 1
-        return line + 1, offset - starts[line] + 1
+        col = offset - starts[line] + 1
+        if line == 0 and offset > 0 and self.text.startswith("\ufeff"):
+            col -= 1  # a byte-order mark is not a column editors show
+        return line + 1, col
 
     def line_text(self, line: int) -> str:
         starts = self._starts()

@@ -24,9 +24,11 @@ class GraphShapes:
     unknown_types: list[LayerView] = field(default_factory=list)
 
 
-def infer_graph_shapes(graph: NetGraph, input_shapes: dict[str, Shape] | None = None
-                       ) -> GraphShapes:
-    """Shapes under one state. `input_shapes` overrides data/Input layer tops by blob name."""
+def infer_graph_shapes(graph: NetGraph, input_shapes: dict[str, Shape] | None = None,
+                       unknown: frozenset[int] = frozenset()) -> GraphShapes:
+    """Shapes under one state. `input_shapes` overrides data/Input layer tops by blob name;
+    layers whose index is in `unknown` (their text did not fit the schema) give unknown
+    tops, so nothing below them is judged on values that were dropped."""
     given = dict(input_shapes or {})
     out = GraphShapes()
     blob_shape: dict[int, Shape | None] = {}
@@ -40,6 +42,8 @@ def infer_graph_shapes(graph: NetGraph, input_shapes: dict[str, Shape] | None = 
         overridden = [given.get(t.name) for t in tops]
         if lv.bottoms == [] and any(s is not None for s in overridden):
             result = overridden
+        elif lv.index in unknown:
+            pass
         elif all(s is not None for s in bshapes):
             try:
                 inferred = shape_rules.infer(lv.message, bshapes)

@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bnlint.caffe.net import DATA_LAYER_TYPES, LayerView, NetGraph, NetState, NetView
+from bnlint.caffe.net import (DATA_LAYER_TYPES, LayerView, NetGraph, NetState, NetView,
+                              is_data_layer)
 from bnlint.errors import BnlintError
 from bnlint.syntax import values
 from bnlint.syntax.nodes import Scalar
@@ -75,15 +76,6 @@ def parse_shape_option(text: str) -> tuple[str, Shape]:
         raise BnlintError(f"--input-shape {text!r}: dimensions must be non-negative "
                           f"integers separated by commas, e.g. {name}=1,3,224,224")
     return name, tuple(int(d) for d in re.split(r"\s*[,x]\s*", dims.strip()))
-
-
-def is_data_layer(layer: LayerView) -> bool:
-    """A layer that brings blobs into the net from outside: a reader, or a Python layer
-    without bottoms (py-faster-rcnn's input layer). Input layers are not: they are
-    what a deploy net keeps."""
-    if layer.type == "Python":
-        return not layer.bottoms
-    return layer.type in DATA_LAYER_TYPES
 
 
 def is_label_top(layer: LayerView, index: int, overrides=()) -> bool:

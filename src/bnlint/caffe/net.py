@@ -27,6 +27,20 @@ LOSS_LAYER_TYPES = frozenset({"SoftmaxWithLoss", "EuclideanLoss", "HingeLoss",
                               "SmoothL1Loss", "Accuracy", "DetectionEvaluate"})
 
 
+def is_data_layer(layer: "LayerView") -> bool:
+    """A layer that brings blobs into the net from outside: a reader, or a Python layer
+    without bottoms (py-faster-rcnn's input layer). Input layers are not: they are
+    what a deploy net keeps."""
+    if layer.type == "Python":
+        return not layer.bottoms
+    return layer.type in DATA_LAYER_TYPES
+
+
+def is_loss_layer(layer: "LayerView") -> bool:
+    """A loss or evaluation layer (fork losses are recognised by their name)."""
+    return layer.type in LOSS_LAYER_TYPES or layer.type.endswith("Loss")
+
+
 @dataclass
 class LayerView:
     """One layer entry of the file."""
@@ -35,6 +49,7 @@ class LayerView:
     node: Field                # the `layer { ... }` (or legacy `layers { ... }`) field
     message: object            # LayerParameter (V2 form)
     legacy: str | None = None  # "v1" or "v0" when written in an old syntax
+    item: Message | None = None  # the layer's own block when written `layer: [{...}, ...]`
 
     @property
     def name(self) -> str:
@@ -54,7 +69,7 @@ class LayerView:
 
     @property
     def body(self) -> Message:
-        return self.node.value
+        return self.item if self.item is not None else self.node.value
 
     def find(self, dotted: str) -> Field | None:
         """The syntax node of a (sub)field, e.g. "batch_norm_param.eps"; the last one wins."""
@@ -116,9 +131,14 @@ class NetView:
         if not named or len(named) == 2:
             return [Phase.TEST, Phase.TRAIN]
         only = Phase(next(iter(named)))
-        # `exclude { phase: P }` alone means the net is meant for the other phase too
+        # `exclude { phase: P }` alone means the net is meant for the other phase too,
+        # and so does a loss that runs in every phase (a train/val net whose only rule
+        # is a TEST-only Accuracy still trains)
         excluded = any(r.HasField("phase") for layer in self.layers for r in layer.message.exclude)
-        return [Phase.TEST, Phase.TRAIN] if excluded else [only]
+        trains = any(layer.type.endswith("Loss") and not len(layer.message.include)
+                     and not len(layer.message.exclude) for layer in self.layers)
+        return [Phase.TEST, Phase.TRAIN] if excluded or (trains and only == Phase.TEST) \
+            else [only]
 
     def states(self) -> list["NetState"]:
         """The states to check the net under: its phases, plain and with each stage.
@@ -126,13 +146,24 @@ class NetView:
         A staged state that selects the same layers as its plain phase is dropped.
         """
         phases = self.phases()
+        rules = [r for layer in self.layers
+                 for r in list(layer.message.include) + list(layer.message.exclude)]
         # A phase whose include rules pick layers by stage (a solver's `test_state {
-        # stage: ... }`) is never instantiated without a stage.
-        staged = {Phase(r.phase) for layer in self.layers for r in layer.message.include
-                  if r.HasField("phase") and len(r.stage)}
+        # stage: ... }`, DIGITS' "train"/"val") is never instantiated without a stage.
+        staged: set[Phase] = set()
+        for layer in self.layers:
+            for r in layer.message.include:
+                if len(r.stage):
+                    staged |= {Phase(r.phase)} if r.HasField("phase") else set(phases)
         candidates = [NetState(p) for p in phases if p not in staged]
         for stage in self.stages():
-            candidates += [NetState(p, (stage,)) for p in phases]
+            # a stage only goes with the phases its rules allow
+            allowed = {Phase(r.phase) for r in rules if r.HasField("phase")
+                       and (stage in r.stage or stage in r.not_stage)}
+            if any(not r.HasField("phase") and (stage in r.stage or stage in r.not_stage)
+                   for r in rules):
+                allowed = set(phases)
+            candidates += [NetState(p, (stage,)) for p in phases if p in allowed]
         seen: set[tuple] = set()
         out = []
         for state in candidates:
@@ -208,32 +239,35 @@ def net_view(text_file) -> NetView:
     return build_view(tree, message)
 
 
-def _layer_nodes(tree, name: str) -> Iterator[Field]:
-    """The fields whose Message value produced one entry of repeated `name`, in order."""
+def _layer_nodes(tree, name: str) -> Iterator[tuple[Field, Message | None]]:
+    """(field, list item or None) for each Message that produced one entry of repeated
+    `name`, in order."""
     for f in tree.fields:
         if f.name != name:
             continue
         if isinstance(f.value, Message):
-            yield f
+            yield f, None
         elif isinstance(f.value, ListValue):
-            for _item in f.value.items:
-                if isinstance(_item, Message):
-                    yield f
+            for item in f.value.items:
+                if isinstance(item, Message):
+                    yield f, item
 
 
 def build_view(tree, message) -> NetView:
     layers: list[LayerView] = []
-    for node, msg in zip(_layer_nodes(tree, "layer"), message.layer):
-        layers.append(LayerView(len(layers), node, msg))
+    for (node, item), msg in zip(_layer_nodes(tree, "layer"), message.layer):
+        layers.append(LayerView(len(layers), node, msg, item=item))
     if len(message.layers):
         from bnlint.caffe.upgrade import needs_v0_upgrade, upgrade_v1_layer
 
-        nodes = list(_layer_nodes(tree, "layers"))
+        entries = list(_layer_nodes(tree, "layers"))
+        nodes = [node for node, _ in entries]
         if needs_v0_upgrade(message):
             layers.extend(_v0_layers(message, nodes, start=len(layers)))
         else:
-            for node, v1 in zip(nodes, message.layers):
-                layers.append(LayerView(len(layers), node, upgrade_v1_layer(v1), "v1"))
+            for (node, item), v1 in zip(entries, message.layers):
+                layers.append(LayerView(len(layers), node, upgrade_v1_layer(v1), "v1",
+                                        item=item))
         layers.sort(key=lambda lv: lv.node.start)
         for i, lv in enumerate(layers):
             lv.index = i

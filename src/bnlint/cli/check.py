@@ -141,7 +141,7 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
     from bnlint.files import read_text, write_atomic
 
     results = []
-    fail_on_level = Severity.ERROR
+    fail_levels: list[Severity] = []   # each file's own fail-on (configs may differ)
     changed_files = 0
     for path in files:
         try:
@@ -150,16 +150,15 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
         except BnlintError as err:
             errors.append(err)
             continue
-        fail_on_level = config.fail_on
         if fix or diff:
             fixed = fix_source(source, config, unsafe=unsafe_fixes, weights=weights_info)
+            if fix and path == "-":
+                sys.stdout.write(fixed.text)  # a filter: the text, fixed or not
             if fixed.text != source.text:
                 changed_files += 1
                 if diff:
                     click.echo(fixed.unified_diff(), nl=False)
-                elif path == "-":
-                    sys.stdout.write(fixed.text)
-                else:
+                elif path != "-":
                     try:
                         write_atomic(path, fixed.text, in_place=True)
                     except BnlintError as err:
@@ -169,8 +168,10 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
         else:
             result = lint_source(source, config, weights_info)
         results.append(result)
+        fail_levels.append(config.fail_on)
 
-    out = sys.stderr if (fix and "-" in files) else sys.stdout
+    # The report goes to stderr when stdout carries a fixed file or a patch.
+    out = sys.stderr if ((fix and "-" in files) or diff) else sys.stdout
     from bnlint import __version__
 
     formatter().write(results, out, ReportOptions(show_fixes=True, statistics=statistics,
@@ -181,4 +182,5 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
         sys.exit(EXIT_BAD_INPUT)
     if diff:
         sys.exit(0 if exit_zero or not changed_files else 1)
-    sys.exit(0 if exit_zero else exit_code(results, fail_on_level))
+    failing = any(exit_code([result], level) for result, level in zip(results, fail_levels))
+    sys.exit(0 if exit_zero or not failing else 1)

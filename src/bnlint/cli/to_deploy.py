@@ -84,7 +84,8 @@ def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, 
     if weights:
         _warn_missing_weights(reparse(text_file, result.text), weights, keep_fillers)
     if output:
-        write_atomic(output, result.text, inputs=(train_path,))
+        write_atomic(output, result.text,
+                     inputs=(train_path,) + ((check_path,) if check_path else ()))
     if reference is None:
         if not output:
             write_atomic("-", result.text)

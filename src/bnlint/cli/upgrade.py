@@ -18,7 +18,11 @@ def command(input_path: str, output: str | None, in_place: bool) -> None:
     itself makes of IN on load; comments and layout stay (V0 nets excepted: they
     are re-printed). Notes go to stderr.
     """
+    import dataclasses
+
     from bnlint.caffe.load import parse_text
+    from bnlint.caffe.messages import INVALID_VALUE
+    from bnlint.cli.convert import schema_problems_error
     from bnlint.files import read_text, write_atomic
     from bnlint.transform.upgrade import upgrade_text
 
@@ -27,7 +31,12 @@ def command(input_path: str, output: str | None, in_place: bool) -> None:
     if in_place and input_path == "-":
         raise click.UsageError("--in-place needs a file, not stdin")
     source = read_text(input_path)
-    result = upgrade_text(parse_text(source))
+    text_file = parse_text(source)
+    invalid = [p for p in text_file.problems if p.kind == INVALID_VALUE]
+    if invalid:
+        # the upgrade would silently drop those values: refuse, as convert does
+        raise schema_problems_error(dataclasses.replace(text_file, problems=invalid))
+    result = upgrade_text(text_file)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if result.text == source.text:
@@ -36,4 +45,4 @@ def command(input_path: str, output: str | None, in_place: bool) -> None:
         if result.text != source.text:
             write_atomic(input_path, result.text, in_place=True)
         return
-    write_atomic(output or "-", result.text, inputs=(input_path,))
+    write_atomic(output or "-", result.text, inputs=(input_path,), in_place_option=True)

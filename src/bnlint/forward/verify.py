@@ -227,10 +227,20 @@ def realistic_blobs(layer, shapes: Sequence[Shape], rng: np.random.Generator
     kernel stays bilinear).
     """
     shapes = [tuple(int(d) for d in s) for s in shapes]
-    if layer.type == "BatchNorm" and len(shapes) == 3:
+    if layer.type == "BatchNorm" and len(shapes) in (3, 5):
+        from bnlint.caffe.shapes import nvcaffe_batch_norm
+
         channels = shapes[0]
         mean = rng.normal(0.0, 0.5, channels).astype(np.float32)
         var = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+        if nvcaffe_batch_norm(layer):
+            # NVCaffe stores the statistics as they are (blobs[2], its variance
+            # correction, stays 1); with scale_bias, blobs[3:5] are gamma and beta.
+            blobs = [mean, var, np.ones(shapes[2], np.float32)]
+            if len(shapes) == 5:
+                blobs += [rng.uniform(0.5, 1.5, shapes[3]).astype(np.float32),
+                          rng.normal(0.0, 0.2, shapes[4]).astype(np.float32)]
+            return blobs
         return [mean * TRAINED_BN_FACTOR, var * TRAINED_BN_FACTOR,
                 np.full(shapes[2], TRAINED_BN_FACTOR, np.float32)]
     frozen = [i < len(layer.param) and layer.param[i].HasField("lr_mult")
@@ -361,19 +371,44 @@ def _pair_outputs(graph_a: NetGraph, graph_b: NetGraph, options: VerifyOptions
         if not frontier:
             raise BnlintError(f"net A has no blob '{name}' (an output of B) nor any blob it "
                               f"is computed from; pair outputs with --output A_NAME=B_NAME")
+        # Standing in is sound only for what a deploy adds in place of A's loss (a
+        # Softmax for a SoftmaxWithLoss, ...), computed from a blob A's loss reads:
+        # anything else B adds is exactly what verify must not skip.
+        consumed_by_loss = {name for lv in graph_a.view.layers if lv.type.endswith("Loss")
+                            for name in lv.bottoms}   # in any phase (a TRAIN-only loss too)
+        stand_in_ok = (all(lv.type in _LOSS_STAND_INS for lv in via)
+                       and all(shared in consumed_by_loss for shared in frontier)
+                       and not any(_is_input(graph_a, shared) for shared in frontier))
+        if not stand_in_ok:
+            raise BnlintError(
+                f"net A has no blob '{name}' (an output of B); B computes it with layers A "
+                f"lacks ({', '.join(repr(lv.name) for lv in via)}), so comparing what they "
+                f"start from would prove nothing: pair outputs with --output A_NAME=B_NAME")
         note = (f"stands for B's output '{name}', which B computes from it with layers A "
-                f"lacks ({', '.join(via)})")
+                f"lacks ({', '.join(repr(lv.name) for lv in via)})")
         for shared in frontier:
             if all(p[0] != shared for p in pairs):
                 pairs.append((shared, shared, note))
     return pairs
 
 
+# What a deploy net puts where the train net's loss was: the loss's own activation or
+# decoding (SoftmaxWithLoss -> Softmax; SSD's MultiBoxLoss -> reshape, softmax,
+# flatten, DetectionOutput).
+_LOSS_STAND_INS = frozenset({"Softmax", "Sigmoid", "ArgMax", "Reshape", "Flatten",
+                             "DetectionOutput"})
+
+
+def _is_input(graph: NetGraph, name: str) -> bool:
+    blob = _latest(graph).get(name)
+    return blob is None or blob.producer is None or _is_source(blob.producer)
+
+
 def _shared_ancestors(graph: NetGraph, blob: Blob, have: set[str]
-                      ) -> tuple[list[str], list[str]]:
+                      ) -> tuple[list[str], list[LayerView]]:
     """The nearest blobs upstream of `blob` whose names A has, and the B layers between."""
     frontier: list[str] = []
-    via: list[str] = []
+    via: list[LayerView] = []
     stack = [blob]
     seen: set[int] = set()
     while stack:
@@ -388,8 +423,8 @@ def _shared_ancestors(graph: NetGraph, blob: Blob, have: set[str]
         producer = current.producer
         if producer is None or _is_source(producer):
             continue
-        if f"'{producer.name}'" not in via:
-            via.append(f"'{producer.name}'")
+        if producer not in via:
+            via.append(producer)
         stack.extend(b for b in graph.bottoms[producer.index] if b is not None)
     return frontier, via
 
@@ -770,6 +805,10 @@ def _localise(ctx: _Context, trial: int) -> Divergence | None:
                 break
             err = compare_blob(tops_b[index], ref, ctx.rtol, ctx.atol)
             if not err.ok:
+                absorbed = _after_absorbed_layers(ctx, lv, index)
+                if absorbed is not None and compare_blob(tops_b[index], absorbed, ctx.rtol,
+                                                         ctx.atol).ok:
+                    continue  # B folded A's in-place BatchNorm/Scale into this layer
                 worst = (lv.tops[index] if index < len(lv.tops) else str(index), err)
                 break
         if worst is None:
@@ -784,6 +823,24 @@ def _localise(ctx: _Context, trial: int) -> Divergence | None:
             return div
         return _upstream_culprit(ctx, lv, lb, rewired, trial, blob, err)
     return None
+
+
+def _after_absorbed_layers(ctx: _Context, lv: LayerView, index: int) -> np.ndarray | None:
+    """A's value of a top after the in-place layers that follow it in A but that B does
+    not have (a fold absorbs them into the producer); None when there are none."""
+    graph = ctx.run_a.network.graph
+    tops = graph.tops.get(lv.index)
+    if tops is None or index >= len(tops):
+        return None
+    blob, value = tops[index], None
+    while True:
+        nxt = graph.next_version(blob)
+        if nxt is None or nxt.producer is None or nxt.producer.name in ctx.run_b.layers:
+            return value
+        produced = ctx.run_a.tops.get(nxt.producer.name)
+        if produced is None or nxt.top_index >= len(produced):
+            return value
+        blob, value = nxt, produced[nxt.top_index]
 
 
 def _first_differing_bottom(ctx: _Context, lv: LayerView, lb: LayerView) -> int | None:
@@ -912,11 +969,18 @@ def _layer_hints(ctx: _Context, la: LayerView, lb: LayerView) -> list[str]:
 def _param_diffs(a, b, prefix: str = "") -> list[tuple[str, str, str]]:
     """(field path, A's value, B's value) where two LayerParameters differ, defaults applied."""
     diffs: list[tuple[str, str, str]] = []
+    b_fields = b.DESCRIPTOR.fields_by_name
     for fd in a.DESCRIPTOR.fields:
         if not prefix and fd.name in _NOT_FORWARD_FIELDS:
             continue
         path = prefix + fd.name
-        va, vb = getattr(a, fd.name), getattr(b, fd.name)
+        va = getattr(a, fd.name)
+        if fd.name not in b_fields:  # A and B read in different dialects
+            if (len(va) if fd.is_repeated else a.HasField(fd.name)):
+                diffs.append((path, _show(list(va) if fd.is_repeated else va),
+                              "(not in B's schema)"))
+            continue
+        vb = getattr(b, fd.name)
         if fd.message_type is not None and not fd.is_repeated:
             if a.HasField(fd.name) or b.HasField(fd.name):
                 diffs.extend(_param_diffs(va, vb, path + "."))

@@ -140,15 +140,25 @@ def config_from_table(table: dict, where: str) -> LintConfig:
                               path=where)
         proto = str(Path(where).resolve().parent / proto)
     try:
-        fail_on = Severity.parse(table.get("fail-on", "error"))
+        fail_on_text = table.get("fail-on", "error")
+        if not isinstance(fail_on_text, str):
+            raise ValueError(f"'fail-on' must be one of error, warning, info, not "
+                             f"{fail_on_text!r}")
+        fail_on = Severity.parse(fail_on_text)
     except ValueError as err:
         raise BnlintError(str(err), path=where) from None
     pfi = table.get("per-file-ignores", {})
     if not isinstance(pfi, dict):
         raise BnlintError("'per-file-ignores' must be a table of pattern = [codes]",
                           path=where)
-    per_file = tuple((pattern, tuple(c.upper() for c in (v if isinstance(v, list) else [v])))
-                     for pattern, v in pfi.items())
+    per_file = []
+    for pattern, v in pfi.items():
+        listed = v if isinstance(v, list) else [v]
+        if not all(isinstance(c, str) for c in listed):
+            raise BnlintError(f"'per-file-ignores' entry {pattern!r} must be a list of rule "
+                              f"codes", path=where)
+        per_file.append((pattern, tuple(c.upper() for c in listed)))
+    per_file = tuple(per_file)
     return LintConfig(codes("select"), codes("ignore"), codes("extend-select"), dialect,
                       proto, fail_on, per_file, str(Path(where).resolve().parent))
 

@@ -88,10 +88,9 @@ class LintContext:
     @cached_property
     def is_deploy(self) -> bool:
         """A deploy net: no data layers, no losses, no phase rules (Caffe's convention)."""
-        from bnlint.caffe.net import DATA_LAYER_TYPES, LOSS_LAYER_TYPES
+        from bnlint.caffe.net import is_data_layer, is_loss_layer
 
-        types = {lv.type for lv in self.view.layers}
-        return (not types & DATA_LAYER_TYPES and not types & LOSS_LAYER_TYPES
+        return (not any(is_data_layer(lv) or is_loss_layer(lv) for lv in self.view.layers)
                 and not self.view.has_phase_rules())
 
     def graph_shapes(self, graph: NetGraph):
@@ -100,5 +99,8 @@ class LintContext:
         if key not in self.notes:
             from bnlint.caffe.infer import infer_graph_shapes
 
-            self.notes[key] = infer_graph_shapes(graph)
+            starts = [p.start for p in self.text_file.problems]
+            broken = frozenset(lv.index for lv in self.view.layers
+                               if any(lv.node.start <= s < lv.node.end for s in starts))
+            self.notes[key] = infer_graph_shapes(graph, unknown=broken)
         return self.notes[key]

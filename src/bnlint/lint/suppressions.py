@@ -16,7 +16,8 @@ from bnlint.lint.diagnostics import Diagnostic
 from bnlint.source import SourceFile
 from bnlint.syntax.nodes import Document, iter_tokens
 
-_DIRECTIVE = re.compile(r"#\s*bnlint:\s*(disable|disable-file)\s*=\s*([A-Za-z0-9_,\s]+)")
+_DIRECTIVE = re.compile(r"#[ \t]*bnlint:[ \t]*(disable|disable-file)[ \t]*=[ \t]*"
+                        r"([A-Za-z0-9_]+(?:[ \t]*,[ \t]*[A-Za-z0-9_]+)*)")
 
 
 @dataclass(eq=False)

@@ -95,7 +95,7 @@ def _line_start_of_own_block(prefix: str, at_file_start: bool = False) -> int | 
     start = len(prefix)
     start -= len(lines[-1])
     for line in reversed(lines[:-1]):
-        stripped = line.strip()
+        stripped = line.strip().lstrip("\ufeff")
         if not stripped.startswith("#"):
             break
         start -= len(line) + 1

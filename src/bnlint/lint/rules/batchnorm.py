@@ -204,8 +204,11 @@ class BnWithoutScale(Rule):
     layer_types = BN
 
     def check_layer(self, ctx, layer):
+        from bnlint.caffe.shapes import nvcaffe_scale_bias
+
         inside = layer.find("batch_norm_param.scale_bias")
-        if inside is not None and getattr(inside.value, "text", "") in ("true", "True", "1"):
+        if nvcaffe_scale_bias(layer.message) or (
+                inside is not None and getattr(inside.value, "text", "") in ("true", "1")):
             return  # NVCaffe: the affine is inside the BatchNorm (BN030 says so)
         for graph in ctx.graphs_of(layer):
             out = bn_output(graph, layer)
@@ -246,8 +249,8 @@ class ScaleWithoutBias(Rule):
         layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1"
                 scale_param { bias_term: true } }
 
-    Fix: adds `bias_term: true` (safe in a net that trains; in a deploy net it adds a
-    blob the trained weights do not have, so there it needs --unsafe-fixes).
+    Fix (unsafe: the Scale gets a second blob, so an existing .caffemodel no longer
+    loads): adds `bias_term: true`.
     """
 
     code = "BN011"
@@ -269,7 +272,9 @@ class ScaleWithoutBias(Rule):
                             layer=scale)
 
     def _fix(self, ctx, scale):
-        safe = not ctx.is_deploy
+        # never safe: a Scale with a bias has one more blob, so a pretrained
+        # .caffemodel (fine-tuning, or a deploy net) no longer loads (W001)
+        safe = False
         existing = scale.find("scale_param.bias_term")
         if existing is not None:
             return Fix("set bias_term: true", (edits.replace_value(existing, "true"),), safe)
@@ -482,7 +487,7 @@ class BnEps(Rule):
         if not eps > 0:
             yield self.diag(ctx, f"BatchNorm '{layer.name}' eps is {eps:g}: must be > 0",
                             node, layer=layer, severity=Severity.ERROR)
-        elif eps < CUDNN_MIN_EPS:
+        elif eps < CUDNN_MIN_EPS and ctx.dialect != "nvcaffe":  # NVCaffe raises it to 1e-5
             yield self.diag(ctx, f"BatchNorm '{layer.name}' eps {eps:g} is below cuDNN's "
                             f"minimum 1e-5: GPU (cuDNN) and CPU results differ", node,
                             layer=layer)

@@ -171,7 +171,8 @@ class LegacySyntax(Rule):
     """V0/V1 `layers { type: ENUM }` syntax.
 
     Caffe upgrades it on every load; BatchNorm, Scale and most newer layers do not
-    exist in it. `bnlint upgrade` rewrites the file in the current syntax.
+    exist in it. `bnlint upgrade` rewrites the file in the current syntax. A net that
+    mixes `layers` and `layer` entries is an error: Caffe refuses to upgrade it.
 
     Bad:
         layers { name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1" }
@@ -186,6 +187,12 @@ class LegacySyntax(Rule):
 
     def check_net(self, ctx):
         legacy = [lv for lv in ctx.view.layers if lv.legacy]
+        if legacy and len(legacy) < len(ctx.view.layers):
+            yield self.diag(ctx, "the net mixes legacy 'layers' with current 'layer' "
+                            "entries: Caffe refuses to upgrade it and aborts",
+                            start=legacy[0].node.start, end=legacy[0].node.name_token.end,
+                            severity=Severity.ERROR)
+            return
         if legacy:
             kinds = sorted({lv.legacy.upper() for lv in legacy})
             yield self.diag(ctx, f"{len(legacy)} layer(s) in the legacy {'/'.join(kinds)} "
@@ -214,21 +221,13 @@ class ShapeErrorRule(Rule):
     severity = Severity.ERROR
 
     def check_net(self, ctx):
-        problem_starts = sorted(p.start for p in ctx.text_file.problems)
         for graph in ctx.graphs:
+            # layers with E002/E003 problems (and so everything below them) are not
+            # inferred: their errors would be a cascade of the schema problem
             result = ctx.graph_shapes(graph)
             for layer, err in result.errors:
-                if _has_problem(problem_starts, layer):
-                    continue  # a cascade of an E002/E003 in the same layer
                 yield self.diag(ctx, err.message, layer.find("name") or layer.node,
                                 phases=(str(graph.state),), layer=layer)
-
-
-def _has_problem(starts: list[int], layer) -> bool:
-    import bisect
-
-    i = bisect.bisect_left(starts, layer.node.start)
-    return i < len(starts) and starts[i] < layer.node.end
 
 
 @register_rule
