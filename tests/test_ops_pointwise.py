@@ -18,9 +18,14 @@ from hypothesis import strategies as st
 
 import bnlint.forward.ops  # noqa: F401  (registers the ops)
 from bnlint.caffe import caffe_pb2
+from bnlint.caffe.load import parse_text
+from bnlint.caffe.net import net_view
 from bnlint.caffe.phase import Phase
 from bnlint.errors import ForwardError
+from bnlint.forward.executor import Network
+from bnlint.forward.ops.norm import overwriting
 from bnlint.forward.registry import OPS, op_for
+from bnlint.source import SourceFile
 
 F32 = np.float32
 SETTINGS = settings(max_examples=30, deadline=None)
@@ -612,6 +617,140 @@ def test_eltwise_rejects_bad_coefficients(text, message):
 def test_eltwise_needs_equal_shapes():
     with pytest.raises(ForwardError, match="equal shapes"):
         run("type: 'Eltwise'", [np.ones((2, 3)), np.ones((3, 2))])
+
+
+# ---------------------------------------------------------------- writing into bottoms
+
+def assert_same_bits(out, ref):
+    """Equal values, NaN where NaN, and the same sign on zeros."""
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(ref))
+
+
+IN_PLACE_CASES = [
+    ("type: 'BatchNorm' batch_norm_param { eps: 0.001 }",
+     lambda rng: bn_blobs(rng, 3, 999.982), Phase.TEST),
+    ("type: 'BatchNorm'", lambda rng: bn_blobs(rng, 3, 1.0), Phase.TRAIN),
+    ("type: 'Scale' scale_param { bias_term: true }", lambda rng: [rand(rng, 3), rand(rng, 3)],
+     Phase.TEST),
+    ("type: 'Scale'", lambda rng: [rand(rng, 3)], Phase.TEST),
+    ("type: 'Bias'", lambda rng: [rand(rng, 3)], Phase.TEST),
+    ("type: 'ReLU'", lambda rng: [], Phase.TEST),
+    ("type: 'ReLU' relu_param { negative_slope: 0.1 }", lambda rng: [], Phase.TEST),
+    ("type: 'PReLU'", lambda rng: [rand(rng, 3)], Phase.TEST),
+]
+
+
+@pytest.mark.parametrize("text, blobs, phase", IN_PLACE_CASES,
+                         ids=[c[0] for c in IN_PLACE_CASES])
+@pytest.mark.parametrize("special", [False, True])
+def test_a_handed_over_bottom_takes_the_same_result(text, blobs, phase, special):
+    # The executor hands over a bottom nothing reads afterwards; the op then writes its
+    # result there, and it must be the out-of-place result bit for bit.
+    rng = np.random.default_rng(30)
+    x = rand(rng, 2, 3, 4, 5)
+    if special:                                  # ReLU's literal form, signed zeros
+        x[0, 0, 0, :4] = [-np.inf, np.nan, -0.0, np.inf]
+    params = blobs(rng)
+    expected = run(text, [x], params, phase)
+    op = op_for(make_layer(text), [np.asarray(b, dtype=F32) for b in params], phase)
+    given = x.copy()
+    with overwriting([given]):
+        out = op.run([given])[0]
+    assert out is given
+    assert_same_bits(out, expected)
+
+
+def test_per_channel_ops_on_long_rows():
+    # Rows of at least UNBUFFERED_MIN_ROW values are computed with NumPy's ufunc
+    # buffering off; the results are the same and the buffer size is restored after.
+    rng = np.random.default_rng(34)
+    x = rand(rng, 1, 2, 13, 13)                       # rows of 169 values
+    blobs = bn_blobs(rng, 2, 999.982)
+    np.testing.assert_array_equal(run("type: 'BatchNorm'", [x], blobs),
+                                  bn_global_loop(x, *blobs[:2], 999.982, F32(1e-5)))
+    scale, bias = rand(rng, 2), rand(rng, 2)
+    np.testing.assert_array_equal(
+        run("type: 'Scale' scale_param { bias_term: true }", [x], [scale, bias]),
+        scale_loop(x, scale, 1, bias))
+    np.testing.assert_array_equal(run("type: 'Bias'", [x], [bias]),
+                                  affine_loop(x, bias, 1, lambda v, b: v + b))
+    np.testing.assert_array_equal(
+        run("type: 'PReLU'", [x], [scale]),
+        affine_loop(x, scale, 1, lambda v, s: max(v, F32(0)) + s * min(v, F32(0))))
+    assert np.getbufsize() == 8192
+
+
+@pytest.mark.parametrize("operation", ["SUM", "SUM coeff: 0.5 coeff: -2", "PROD", "MAX"])
+@pytest.mark.parametrize("handed", [(0,), (1,), (0, 1)])
+def test_eltwise_writes_into_a_handed_over_bottom(operation, handed):
+    rng = np.random.default_rng(31)
+    a, b = rand(rng, 2, 3, 4), rand(rng, 2, 3, 4)
+    a[0, 0, :2], b[0, 0, :2] = [-0.0, 0.0], [0.0, -0.0]
+    text = f"type: 'Eltwise' eltwise_param {{ operation: {operation} }}"
+    expected = run(text, [a, b])
+    bottoms = [a.copy(), b.copy()]
+    with overwriting([bottoms[i] for i in handed]):
+        out = op_for(make_layer(text, 2), [], Phase.TEST).run(bottoms)[0]
+    assert_same_bits(out, expected)
+    for i, original in enumerate([a, b]):
+        if i not in handed:
+            assert_same_bits(bottoms[i], original)
+    if operation != "MAX":
+        assert any(out is bottoms[i] for i in handed)
+
+
+def test_eltwise_sum_of_three_writes_only_into_bottom_0():
+    # With three bottoms the order of the additions matters, so only bottom 0 may hold it.
+    rng = np.random.default_rng(32)
+    bottoms = [rand(rng, 5, 6) for _ in range(3)]
+    expected = run("type: 'Eltwise'", bottoms)
+    given = [b.copy() for b in bottoms]
+    with overwriting(given[1:]):
+        out = op_for(make_layer("type: 'Eltwise'", 3), [], Phase.TEST).run(given)[0]
+    assert all(out is not g for g in given)
+    for g, b in zip(given, bottoms):
+        assert_same_bits(g, b)
+    assert_same_bits(out, expected)
+
+
+ALIASES = """
+input: "data"
+input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }
+layer { name: "p" type: "Power" bottom: "data" top: "p" power_param { scale: 2 shift: -1 } }
+layer { name: "split" type: "Split" bottom: "p" top: "s1" top: "s2" }
+layer { name: "r1" type: "ReLU" bottom: "s1" top: "s1" }
+layer { name: "q" type: "Power" bottom: "s2" top: "q" power_param { scale: 3 } }
+layer { name: "drop" type: "Dropout" bottom: "q" top: "d" }
+layer { name: "r2" type: "ReLU" bottom: "d" top: "d" }
+layer { name: "flat" type: "Flatten" bottom: "q" top: "f" }
+layer { name: "r3" type: "ReLU" bottom: "q" top: "q" }
+layer { name: "sum" type: "Eltwise" bottom: "s1" bottom: "d" top: "e" }
+layer { name: "neg" type: "Power" bottom: "f" top: "g" power_param { scale: -1 } }
+layer { name: "r4" type: "ReLU" bottom: "e" top: "e" }
+"""
+
+
+@pytest.mark.parametrize("keep", ["outputs", "all", {"p", "d"}])
+def test_executor_hands_over_only_blobs_nothing_else_holds(keep):
+    # A Split's tops are one array, Dropout returns its bottom, Flatten a view of it:
+    # an in-place ReLU on one holder must not change what another holder reads later,
+    # nor the input, nor a blob that is returned.
+    parsed = parse_text(SourceFile("<net>", ALIASES))
+    net = Network(net_view(parsed), source=parsed.source)
+    x = rand(np.random.default_rng(33), 1, 2, 3, 3)
+    before = x.copy()
+    reused = net.run({"data": x}, keep=keep, reuse=True)
+    assert_same_bits(x, before)
+    fresh = net.run({"data": x}, keep=keep, reuse=False)
+    assert list(reused) == list(fresh)
+    for name in fresh:
+        assert_same_bits(reused[name], fresh[name])
+    p = 2 * before - 1
+    q = 3 * p
+    np.testing.assert_allclose(fresh.get("g", -q.reshape(1, -1)), -q.reshape(1, -1))
+    if "e" in fresh:
+        np.testing.assert_allclose(fresh["e"], np.maximum(np.maximum(p, 0) + np.maximum(q, 0), 0))
 
 
 # ---------------------------------------------------------------- golden Caffe outputs

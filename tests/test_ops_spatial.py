@@ -242,6 +242,73 @@ def test_im2col_in_row_chunks(monkeypatch):
                            bias_term=True, seed=11))
 
 
+# The fast paths are picked by image size and channel counts (flat or strided im2col,
+# tap products, flat or strided depthwise columns, channel blocks, row chunks): each is
+# forced here, so every one is checked against the definition whatever sizes the other
+# tests happen to draw.
+FLAT = dict(FLAT_MAX_WASTE=float("inf"), FLAT_MAX_WIDTH=10**9, TAP_PRODUCTS_RATIO=0.0)
+STRIDED = dict(FLAT_MAX_WASTE=-1.0, FLAT_MAX_WIDTH=-1, TAP_PRODUCTS_RATIO=0.0)
+TAPS = dict(TAP_PRODUCTS_RATIO=float("inf"))
+SMALL = dict(COL_BUFFER_FLOATS=40, DEPTHWISE_BLOCK_FLOATS=30)
+PATHS = {"flat": FLAT, "strided": STRIDED, "tap products": TAPS,
+         "flat, small buffers": dict(FLAT, **SMALL),
+         "strided, small buffers": dict(STRIDED, **SMALL),
+         "tap products, small buffers": dict(TAPS, **SMALL)}
+
+
+@st.composite
+def depthwise_cases(draw):
+    case = draw(conv_cases())
+    channels = draw(st.integers(1, 5))
+    return dict(case, group=channels, channels=channels,
+                num_output=channels * draw(st.integers(1, 3)))
+
+
+def unit_stride(cases):
+    """The flat paths take unit strides only: draw them often."""
+    return cases.map(lambda case: dict(case, stride=(1, 1)))
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@SETTINGS
+@given(case=st.one_of(conv_cases(), depthwise_cases(), unit_stride(conv_cases()),
+                      unit_stride(depthwise_cases())))
+def test_convolution_paths_match_the_definition(path, case):
+    extents = [d * (k - 1) + 1 for k, d in zip(case["kernel"], case["dilation"])]
+    assume(all(size + 2 * p >= e for size, p, e in zip(case["size"], case["pad"], extents)))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in PATHS[path].items():
+            patch.setattr(conv_module, name, value)
+        check_convolution(case)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_convolution_paths_in_1d_and_3d(path):
+    rng = np.random.default_rng(9)
+    cases = [  # (x shape, weight shape, stride, pad, dilation, group)
+        ((2, 4, 11), (6, 2, 3), (1,), (1,), (2,), 2),
+        ((1, 3, 9), (6, 1, 4), (1,), (2,), (1,), 3),                  # depthwise
+        ((1, 4, 4, 5, 3), (4, 2, 2, 3, 2), (1, 1, 1), (1, 1, 1), (1, 1, 1), 2),
+        ((2, 3, 5, 4, 6), (3, 1, 3, 2, 3), (1, 1, 1), (1, 0, 2), (1, 2, 1), 3),   # depthwise
+        ((1, 2, 6, 5, 7), (4, 1, 2, 2, 3), (2, 1, 2), (0, 1, 1), (1, 1, 1), 2),   # depthwise
+        ((2, 5, 10), (3, 5, 4), (1,), (1,), (2,), 1),
+        ((1, 5, 4, 6, 5), (2, 5, 3, 2, 3), (1, 1, 1), (1, 0, 1), (1, 2, 1), 1),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in PATHS[path].items():
+            patch.setattr(conv_module, name, value)
+        for shape, weight_shape, stride, pad, dilation, group in cases:
+            x, weights = rand(rng, *shape), rand(rng, *weight_shape)
+            kernel = " ".join(f"kernel_size: {k}" for k in weight_shape[2:])
+            text = (f'name: "c" type: "Convolution" convolution_param {{ '
+                    f'num_output: {weight_shape[0]} {kernel} group: {group} '
+                    + " ".join(f"stride: {s}" for s in stride) + " "
+                    + " ".join(f"pad: {p}" for p in pad) + " "
+                    + " ".join(f"dilation: {d}" for d in dilation) + " bias_term: false }")
+            assert_close(run(text, [x], [weights]),
+                         conv_reference(x, weights, None, stride, pad, dilation, group))
+
+
 def test_convolution_on_axis_2_and_3d():
     rng = np.random.default_rng(5)
     x = rand(rng, 2, 3, 4, 10)                      # 1-D convolution, channels on axis 2
@@ -375,6 +442,18 @@ def test_pooling_window_past_the_input_gives_caffes_garbage():
     assert ave[0, 0, 0, 1] == 0.0 and np.signbit(ave[0, 0, 0, 1])
     layer = make_layer(pool_text("AVE", (3, 3), (2, 2), (1, 1)))
     assert not shapes.pool_geometry(layer, (1, 1, 6, 6)).has_empty_windows
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("pad", [(0, 0), (1, 1), (0, 1)])
+def test_pooling_refills_the_reused_padding_buffer(method, pad):
+    # The padded input lives in a buffer reused across layers: its border (the padding,
+    # and the ceil overhang past the input: 3x3/2 on 6x6 reads a 7th row and column)
+    # must be filled on every call, whatever an earlier layer left there.
+    x = rand(np.random.default_rng(12), 1, 2, 6, 6) - F32(2)    # all negative
+    top, _ = pool_reference(x, method, (3, 3), (2, 2), pad)
+    conv_module._scratch_buffer("padded", (4096,))[...] = F32(1e30)
+    assert np.array_equal(run(pool_text(method, (3, 3), (2, 2), pad), [x]), top)
 
 
 def test_ave_pooling_divisor_counts_padding_but_not_the_ceil_overhang():

@@ -7,7 +7,9 @@ the weights lack the layer, made by its fillers as `LayerSetUp` would, with a se
 generator so a run can be repeated.
 
 `run` keeps memory near the largest set of live blobs: a blob is dropped after its
-last consumer unless it was asked for. Blob names follow Caffe: an in-place top
+last consumer unless it was asked for, and that last consumer may write its result
+into it (`norm.overwriting`) when the array is an op's fresh result that nothing else
+holds, as Caffe's in-place layers share one blob. Blob names follow Caffe: an in-place top
 shadows the earlier blob of that name, and what `run(keep="all")` returns under a
 name is its value after the last layer that writes it (as pycaffe's `net.blobs`).
 """
@@ -24,6 +26,7 @@ from bnlint.caffe.net import DATA_LAYER_TYPES, LayerView, NetGraph, NetState, Ne
 from bnlint.errors import BnlintError, ForwardError, SchemaError, WeightsError
 from bnlint.forward import ops as _ops  # noqa: F401  (registers every op)
 from bnlint.forward.fillers import blobs_from_fillers
+from bnlint.forward.ops.norm import overwriting
 from bnlint.forward.registry import OPS, Op, op_for
 
 Shape = tuple[int, ...]
@@ -42,6 +45,8 @@ class _Step:
     op: Op | None
     bottoms: list[int]
     tops: list[int]
+    #: Bottoms read for the last time here (once each): the op may write into them.
+    dying: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,9 @@ class Network:
                 last_use[slot] = len(self.steps)
             self.steps.append(step)
         self._last_use = last_use
+        for position, step in enumerate(self.steps):
+            step.dying = tuple(slot for slot in step.bottoms if last_use[slot] == position
+                               and step.bottoms.count(slot) == 1)
         self._outputs = unconsumed_inputs + [
             slot_of[id(b)] for b in self.graph.outputs()
             if id(b) in slot_of and self.slots[slot_of[id(b)]].shape is not None]
@@ -229,12 +237,17 @@ class Network:
         return list(dict.fromkeys(slot.name for slot in self.slots))
 
     def run(self, inputs: Mapping[str, np.ndarray], keep: Keep = "outputs",
-            on_layer: LayerHook | None = None) -> dict[str, np.ndarray]:
+            on_layer: LayerHook | None = None, *,
+            reuse: bool | None = None) -> dict[str, np.ndarray]:
         """Forward `inputs` (by blob name) through the net.
 
         keep: "outputs" (the net's outputs), "all" (every blob, each name's last
         value), or a collection of blob names. `on_layer(layer, tops)` is called after
         each layer, with its top arrays.
+
+        reuse: let a blob's last consumer write into it. Defaults to on without
+        `on_layer` only, since a hook may keep the tops it is shown (pass True for a
+        hook that does not). Returned arrays and the inputs are never written.
         """
         values: list[np.ndarray | None] = [None] * len(self.slots)
         self._bind_inputs(inputs, values)
@@ -244,13 +257,21 @@ class Network:
             if value is not None and self._keeps(slot, wanted_slot, wanted_name):
                 result[self.slots[slot].name] = value
         last_use = self._last_use
+        if reuse is None:
+            reuse = on_layer is None
+        owned = [False] * len(self.slots)      # an op's fresh top, held by this slot alone
         for position, step in enumerate(self.steps):
             if step.op is None:
                 tops = [values[s] for s in step.tops]
             else:
                 bottoms = [values[s] for s in step.bottoms]
+                given = [s for s in step.dying if owned[s]] if reuse else None
                 try:
-                    tops = step.op.run(bottoms)
+                    if given:
+                        with overwriting([values[s] for s in given]):
+                            tops = step.op.run(bottoms)
+                    else:
+                        tops = step.op.run(bottoms)
                 except BnlintError as err:
                     raise self._located(err, step.layer) from None
                 if len(tops) < len(step.tops):
@@ -262,6 +283,8 @@ class Network:
                         values[slot] = value
                     if self._keeps(slot, wanted_slot, wanted_name):
                         result[self.slots[slot].name] = value
+                if reuse:
+                    self._claim(step, bottoms, tops, given, owned, wanted_slot, wanted_name)
             if on_layer is not None:
                 on_layer(step.layer, list(tops))
             for slot in step.bottoms:
@@ -270,6 +293,26 @@ class Network:
         order = ([self.slots[s].name for s in self._outputs] if keep == "outputs"
                  else self.top_names())
         return {name: result[name] for name in order if name in result}
+
+    def _claim(self, step: _Step, bottoms: list[np.ndarray], tops: list[np.ndarray],
+               given: list[int], owned: list[bool], wanted_slot: set[int] | None,
+               wanted_name: set[str] | None) -> None:
+        """Mark which of the step's tops a later op may write into: a fresh op's top that
+        is not returned and shares no memory with a live array. A Reshape's view of its
+        bottom, or a Split's one array as two tops, is held twice, so neither holder
+        (the bottom included, unless it was handed over and so dies here) may write."""
+        fresh = getattr(step.op, "fresh_tops", False)
+        for index, slot in enumerate(step.tops):
+            top = tops[index]
+            alone = fresh and isinstance(top, np.ndarray)
+            for bottom_slot, bottom in zip(step.bottoms, bottoms):
+                if (alone or owned[bottom_slot]) and np.may_share_memory(top, bottom) \
+                        and bottom_slot not in given:
+                    owned[bottom_slot] = alone = False
+            if alone and len(tops) > 1:
+                alone = not any(np.may_share_memory(top, other)
+                                for i, other in enumerate(tops) if i != index)
+            owned[slot] = alone and not self._keeps(slot, wanted_slot, wanted_name)
 
     def _wanted(self, keep: Keep) -> tuple[set[int] | None, set[str] | None]:
         if keep == "outputs":
@@ -363,8 +406,7 @@ def load_network(net_path: str, weights_path: str | None = None, *,
 
 def without_losses(view: NetView) -> NetView:
     """The view minus its loss and accuracy layers (layer indexes kept)."""
-    from bnlint.caffe.net import LOSS_LAYER_TYPES
+    from bnlint.caffe.net import is_loss_layer
 
-    kept = [lv for lv in view.layers
-            if lv.type not in LOSS_LAYER_TYPES and not lv.type.endswith("Loss")]
+    kept = [lv for lv in view.layers if not is_loss_layer(lv)]
     return NetView(view.message, kept, view.inputs, view.name, view.tree)

@@ -15,7 +15,8 @@ import numpy as np
 
 from bnlint.caffe.phase import Phase
 from bnlint.errors import ForwardError
-from bnlint.forward.ops.norm import layer_error, via_double
+from bnlint.forward.ops.norm import (FreshTops, layer_error, result_like, row_length,
+                                     unbuffered_rows, via_double)
 from bnlint.forward.registry import Op, register_op
 
 _ZERO = np.float32(0)
@@ -27,7 +28,7 @@ def _caffe_relu(x: np.ndarray, slope: np.ndarray | np.float32) -> np.ndarray:
     negative = np.minimum(x, _ZERO)
     with np.errstate(invalid="ignore"):
         negative *= slope
-    y = np.maximum(x, _ZERO)
+    y = np.maximum(x, _ZERO, out=result_like(x))
     y += negative
     return y
 
@@ -47,7 +48,7 @@ def _sigmoid_as_caffe(x: np.ndarray) -> np.ndarray:
 
 
 @register_op("ReLU")
-class ReLU(Op):
+class ReLU(FreshTops, Op):
     """max(x, 0) + negative_slope * min(x, 0)."""
 
     def setup(self, layer) -> None:
@@ -59,11 +60,11 @@ class ReLU(Op):
             return [_caffe_relu(x, self.slope)]
         if not np.isfinite(x.min(initial=np.inf)):   # -inf or NaN: Caffe's literal form
             return [_caffe_relu(x, self.slope)]
-        return [np.maximum(x, _ZERO)]
+        return [np.maximum(x, _ZERO, out=result_like(x))]
 
 
 @register_op("PReLU")
-class PReLU(Op):
+class PReLU(FreshTops, Op):
     """max(x, 0) + slope[c] * min(x, 0), c = axis 1; one shared slope with channel_shared."""
 
     def setup(self, layer) -> None:
@@ -82,13 +83,15 @@ class PReLU(Op):
             raise ForwardError(f"slope blob has {self.slopes.size} values, expected {wanted} "
                                f"(channel_shared {str(self.channel_shared).lower()}, "
                                f"{channels} channels)")
-        slope = self.slopes[0] if self.channel_shared else \
-            self.slopes.reshape((channels,) + (1,) * (x.ndim - 2))
-        return [_caffe_relu(x, slope)]
+        if self.channel_shared:
+            return [_caffe_relu(x, self.slopes[0])]
+        slope = self.slopes.reshape((channels,) + (1,) * (x.ndim - 2))
+        with unbuffered_rows(row_length(slope, x.shape)):
+            return [_caffe_relu(x, slope)]
 
 
 @register_op("ELU")
-class ELU(Op):
+class ELU(FreshTops, Op):
     """max(x, 0) + alpha * (exp(min(x, 0)) - 1)."""
 
     def setup(self, layer) -> None:
@@ -105,7 +108,7 @@ class ELU(Op):
 
 
 @register_op("Sigmoid")
-class Sigmoid(Op):
+class Sigmoid(FreshTops, Op):
     """0.5 * tanh(0.5 * x) + 0.5, Caffe's form since 2017 (evaluated in double)."""
 
     def _forward(self, bottoms):
@@ -113,7 +116,7 @@ class Sigmoid(Op):
 
 
 @register_op("TanH")
-class TanH(Op):
+class TanH(FreshTops, Op):
     """tanh(x), correctly rounded. Caffe calls glibc's tanhf, which is up to 2 ulps off
     the true value, so about half the results differ from Caffe's by 1-2 ulps."""
 
@@ -122,13 +125,13 @@ class TanH(Op):
 
 
 @register_op("AbsVal")
-class AbsVal(Op):
+class AbsVal(FreshTops, Op):
     def _forward(self, bottoms):
         return [np.abs(bottoms[0])]
 
 
 @register_op("BNLL")
-class BNLL(Op):
+class BNLL(FreshTops, Op):
     """log(1 + exp(x)), as x + log(1 + exp(-x)) for x > 0 so large x cannot overflow.
 
     Caffe writes `log(1. + exp(...))` in double, not log1p: for very negative x the
@@ -157,7 +160,7 @@ def _scale_then_shift(x: np.ndarray, scale: np.float32, shift: np.float32) -> np
 
 
 @register_op("Power")
-class Power(Op):
+class Power(FreshTops, Op):
     """(shift + scale * x)^power, step by step as Caffe (each step skipped when neutral).
 
     When power * scale == 0 Caffe ignores the input and fills 1 (power 0) or
@@ -194,7 +197,7 @@ def _log_base(op: Op, base: np.float32) -> np.float32:
 
 
 @register_op("Exp")
-class Exp(Op):
+class Exp(FreshTops, Op):
     """base^(shift + scale * x) = exp(ln(base) * scale * x) * base^shift, as Caffe splits it."""
 
     def setup(self, layer) -> None:
@@ -219,7 +222,7 @@ class Exp(Op):
 
 
 @register_op("Log")
-class Log(Op):
+class Log(FreshTops, Op):
     """log_base(shift + scale * x) = ln(shift + scale * x) / ln(base), as Caffe orders it."""
 
     def setup(self, layer) -> None:
@@ -242,7 +245,7 @@ class Log(Op):
 
 
 @register_op("Threshold")
-class Threshold(Op):
+class Threshold(FreshTops, Op):
     """1 where x > threshold, else 0 (NaN gives 0)."""
 
     def setup(self, layer) -> None:
@@ -253,7 +256,7 @@ class Threshold(Op):
 
 
 @register_op("Clip")
-class Clip(Op):
+class Clip(FreshTops, Op):
     """max(min, min(x, max)) with std::min/std::max semantics: NaN becomes `min`."""
 
     def setup(self, layer) -> None:
@@ -268,7 +271,7 @@ class Clip(Op):
 
 
 @register_op("Swish")
-class Swish(Op):
+class Swish(FreshTops, Op):
     """x * sigmoid(beta * x); beta * x is rounded to float32 first, as Caffe scales in place."""
 
     def setup(self, layer) -> None:
@@ -282,7 +285,7 @@ class Swish(Op):
 
 
 @register_op("Dropout")
-class Dropout(Op):
+class Dropout(FreshTops, Op):
     """Identity at TEST (the bottom itself is returned, no copy).
 
     At TRAIN Caffe multiplies by a fresh Bernoulli mask times 1/(1 - ratio) on every

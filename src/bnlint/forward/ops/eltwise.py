@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from bnlint.errors import ForwardError
-from bnlint.forward.ops.norm import layer_error
+from bnlint.forward.ops.norm import FreshTops, layer_error, may_overwrite
 from bnlint.forward.registry import Op, register_op
 
 
 @register_op("Eltwise")
-class Eltwise(Op):
+class Eltwise(FreshTops, Op):
     """Caffe's EltwiseLayer forward, in its order of operations.
 
     SUM adds coeff[i] * bottom[i] one bottom at a time (coeff defaults to all 1 and,
@@ -54,19 +54,31 @@ class Eltwise(Op):
         if len(coeffs) != len(bottoms):
             raise ForwardError(f"Eltwise takes one coefficient per bottom blob: "
                                f"{len(coeffs)} coeff for {len(bottoms)} bottoms")
-        total = np.multiply(bottoms[0], coeffs[0])
-        term = np.empty_like(total)
+        if len(bottoms) == 2 and not may_overwrite(bottoms[0]) and may_overwrite(bottoms[1]):
+            # a + b == b + a bit for bit, so the sum can go into a handed-over bottom 1.
+            bottoms, coeffs = bottoms[::-1], coeffs[::-1]
+        first = bottoms[0]
+        if may_overwrite(first):
+            total = first if coeffs[0] == 1 else np.multiply(first, coeffs[0], out=first)
+        else:
+            total = np.multiply(first, coeffs[0])
+        term = None
         for bottom, coeff in zip(bottoms[1:], coeffs[1:]):
             if coeff == 1:
                 total += bottom
             else:
+                if term is None:
+                    term = np.empty_like(total)
                 np.multiply(bottom, coeff, out=term)
                 total += term
         return total
 
     @staticmethod
     def _prod(bottoms):
-        product = np.multiply(bottoms[0], bottoms[1])
+        if len(bottoms) == 2 and not may_overwrite(bottoms[0]) and may_overwrite(bottoms[1]):
+            bottoms = bottoms[::-1]                     # a * b == b * a bit for bit
+        first = bottoms[0]
+        product = np.multiply(first, bottoms[1], out=first if may_overwrite(first) else None)
         for bottom in bottoms[2:]:
             product *= bottom
         return product

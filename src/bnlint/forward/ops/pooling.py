@@ -30,6 +30,7 @@ from bnlint.caffe import shapes
 from bnlint.caffe.phase import Phase
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.conv import pad_spatial
+from bnlint.forward.ops.norm import FreshTops
 from bnlint.forward.registry import Op, register_op
 
 FLT_MAX = np.finfo(np.float32).max
@@ -43,7 +44,7 @@ def ave_pool_divisor(size: int, kernel: int, stride: int, pad: int, pooled: int)
 
 
 @register_op("Pooling")
-class Pooling(Op):
+class Pooling(FreshTops, Op):
     bottoms = (1, 1)
 
     def setup(self, layer) -> None:
@@ -71,10 +72,11 @@ def _covers_whole_input(x: np.ndarray, geom: shapes.PoolGeometry) -> bool:
 
 
 def _padded(x: np.ndarray, geom: shapes.PoolGeometry, fill: float) -> np.ndarray:
-    """The input padded by `pad` in front and by `fill` up to the last window's end."""
+    """The input padded by `pad` in front and by `fill` up to the last window's end, in
+    the reused padding buffer (every caller reads it before returning)."""
     total = tuple(max(p + size, (out - 1) * s + k) for p, size, out, s, k in
                   zip(geom.pad, x.shape[2:], geom.output, geom.stride, geom.kernel))
-    return pad_spatial(x, geom.pad, fill, total)
+    return pad_spatial(x, geom.pad, fill, total, scratch=True)
 
 
 def _taps(padded: np.ndarray, geom: shapes.PoolGeometry):
@@ -101,11 +103,9 @@ def _max_pool(x: np.ndarray, geom: shapes.PoolGeometry,
         top = np.fmax.reduce(_spatial_rows(x), axis=0)
         return np.fmax(top, -FLT_MAX).reshape(out_shape), None
     padded = _padded(x, geom, -np.inf)
-    top = np.full(out_shape, -FLT_MAX, dtype=np.float32)
     if not with_mask:
-        for _, _, view in _taps(padded, geom):
-            np.fmax(top, view, out=top)
-        return top, None
+        return _separable_max(padded, geom), None
+    top = np.full(out_shape, -FLT_MAX, dtype=np.float32)
     mask = np.full(out_shape, -1.0, dtype=np.float32)
     rows = np.arange(geom.output[0])[:, None] * geom.stride[0] - geom.pad[0]
     cols = np.arange(geom.output[1])[None, :] * geom.stride[1] - geom.pad[1]
@@ -114,6 +114,26 @@ def _max_pool(x: np.ndarray, geom: shapes.PoolGeometry,
         np.copyto(top, view, where=better)
         np.copyto(mask, ((rows + i) * width + (cols + j)).astype(np.float32), where=better)
     return top, mask
+
+
+def _separable_max(padded: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
+    """MAX pooling as the max over kernel rows of the max over kernel columns.
+
+    A window's max is the same taken in any order (fmax skips NaN, so the order decides
+    nothing but which of +0 and -0 is kept on a tie), and this takes kh + kw - 2 passes
+    over views instead of kh * kw. Floored at -FLT_MAX last, as Caffe starts from it.
+    """
+    (kernel_h, kernel_w), (stride_h, stride_w) = geom.kernel, geom.stride
+    out_h, out_w = geom.output
+    rows = padded[:, :, :(out_h - 1) * stride_h + kernel_h]
+    columns = [rows[..., j:j + (out_w - 1) * stride_w + 1:stride_w] for j in range(kernel_w)]
+    row_max = np.array(columns[0]) if kernel_w == 1 else np.fmax(columns[0], columns[1])
+    for view in columns[2:]:
+        np.fmax(row_max, view, out=row_max)
+    top = np.fmax(row_max[:, :, :(out_h - 1) * stride_h + 1:stride_h], -FLT_MAX)
+    for i in range(1, kernel_h):
+        np.fmax(top, row_max[:, :, i:i + (out_h - 1) * stride_h + 1:stride_h], out=top)
+    return top
 
 
 def _ave_pool(x: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
