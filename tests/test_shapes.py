@@ -11,7 +11,7 @@ from google.protobuf import text_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bnlint.caffe import caffe_pb2, shapes
+from bnlint.caffe import caffe_pb2, cost, shapes
 from bnlint.errors import ShapeError
 
 
@@ -502,10 +502,10 @@ def test_wrong_number_of_bottoms():
 def test_multiply_accumulates():
     conv = layer('name: "c" type: "Convolution" convolution_param '
                  '{ num_output: 64 kernel_size: 3 pad: 1 group: 2 }')
-    assert shapes.multiply_accumulates(conv, [(1, 64, 8, 8)]) == 64 * 64 * 32 * 9
+    assert cost.macs(conv, [(1, 64, 8, 8)]) == 64 * 64 * 32 * 9
     ip = layer('name: "ip" type: "InnerProduct" inner_product_param { num_output: 10 }')
-    assert shapes.multiply_accumulates(ip, [(2, 3, 4, 4)]) == 2 * 10 * 48
+    assert cost.macs(ip, [(2, 3, 4, 4)]) == 2 * 10 * 48
     deconv = layer('name: "d" type: "Deconvolution" convolution_param '
                    '{ num_output: 4 kernel_size: 2 stride: 2 }')
-    assert shapes.multiply_accumulates(deconv, [(1, 3, 5, 5)]) == 3 * 25 * 4 * 4
-    assert shapes.multiply_accumulates(layer('name: "r" type: "ReLU"'), [(1, 3)]) == 0
+    assert cost.macs(deconv, [(1, 3, 5, 5)]) == 3 * 25 * 4 * 4
+    assert cost.macs(layer('name: "r" type: "ReLU"'), [(1, 3)]) == 0

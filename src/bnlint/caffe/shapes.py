@@ -896,24 +896,5 @@ def _accuracy(layer, bottoms: list[Shape]) -> LayerShapes:
     return LayerShapes(tops=tops)
 
 
-# ---------------------------------------------------------------- cost
-
-
-def multiply_accumulates(layer, bottom_shapes: Sequence[Shape],
-                         shapes: LayerShapes | None = None) -> int:
-    """Multiply-accumulates of the layer's matrix products (conv, deconv, IP); else 0."""
-    if layer.type not in ("Convolution", "Deconvolution", "InnerProduct"):
-        return 0
-    bottoms = [tuple(shape) for shape in bottom_shapes]
-    shapes = shapes if shapes is not None else infer(layer, bottoms)
-    weights = shapes.params[0]
-    if layer.type == "InnerProduct":
-        return count(shapes.tops[0]) * count(weights) // shapes.tops[0][-1]
-    per_output = count(weights, 1)
-    if layer.type == "Convolution":
-        return sum(count(top) * per_output for top in shapes.tops)
-    return sum(count(bottom) * per_output for bottom in bottoms)
-
-
 # Fork layers' rules register themselves with the same decorator.
 from bnlint.caffe import fork_shapes  # noqa: E402,F401
