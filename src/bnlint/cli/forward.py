@@ -171,7 +171,8 @@ def _run_with_progress(network, inputs, keep):
 
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("forward", total=len(network.steps))
-        return network.run(inputs, keep=keep,
+        # the hook only counts layers and keeps no array, so in-place reuse stays on
+        return network.run(inputs, keep=keep, reuse=True,
                            on_layer=lambda layer, tops: progress.advance(task))
 
 
