@@ -615,11 +615,6 @@ def test_blobs_numpy_cannot_hold(work, weights_file, name, case):
     run_all_commands(NETS_NUMPY_REFUSES[case].encode(), work, weights_file, rows=rows)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "transform/deploy.py (to_deploy -> _check, line 539): a BatchNorm whose "
-    "use_global_stats is written without ':' (kept by the parser for the schema check) "
-    "gets its value replaced by `true` without a colon; the output does not parse, so "
-    "UnsafeRewriteError ends the run as an internal error (nothing is written)"))
 @pytest.mark.parametrize("value", ['"a"', "0"])
 def test_to_deploy_on_a_value_without_colon(work, weights_file, value):
     if "to-deploy" not in registered():

@@ -150,10 +150,6 @@ def test_large_prototxt_parses(tmp_path):
     assert render(doc) == text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "report/text.py shows each finding's whole source line: on a net written on one "
-    "line the output is (findings x line length), e.g. 859 MB for a 190 KB one-line "
-    "net of 3,000 BatchNorm layers; show a window around the column instead"))
 def test_report_on_a_one_line_net_stays_proportionate(tmp_path):
     """A minified prototxt (everything on one line) with a finding per layer."""
     n = 300
@@ -163,5 +159,5 @@ def test_report_on_a_one_line_net_stays_proportionate(tmp_path):
                         f'layer {{ name: "bn{i}" type: "BatchNorm" bottom: "x" top: "x" }}'
                         for i in range(n)) + "\n", encoding="utf-8")
     code, out, err = invoke(["check", str(path)])
-    assert code == 1 and out.count("BN010") >= n - 1
+    assert code == 0 and out.count("BN010") >= n - 1   # warnings only: exit 0
     assert len(out) < 20 * path.stat().st_size, f"{len(out):,} bytes of report"

@@ -67,8 +67,9 @@ def finding(d: Diagnostic, show_fixes: bool) -> list[Text]:
     end_line, end_col = d.end_line_col()
     source_line = d.source.line_text(line)
     stop = end_col - 1 if end_line == line else len(source_line)
-    before = _cells(printable(source_line[:col - 1]))
-    through = _cells(printable(source_line[:stop]))
+    source_line, shift = _window(source_line, col - 1, stop)
+    before = _cells(printable(source_line[:col - 1 - shift]))
+    through = _cells(printable(source_line[:max(col - 1, stop) - shift]))
     width = len(str(line))
     style = STYLES[d.severity]
 
@@ -91,12 +92,37 @@ def finding(d: Diagnostic, show_fixes: bool) -> list[Text]:
     return lines
 
 
+# A minified net is one long line: show a window of it around the finding, so the
+# report stays proportionate to the file (findings x line length otherwise).
+MAX_SHOWN = 160
+CONTEXT = 60
+
+
+def _window(source_line: str, start: int, stop: int) -> tuple[str, int]:
+    """The part of a long line around [start, stop), and how many characters were cut
+    from its front (an ellipsis stands for each cut end)."""
+    if len(source_line) <= MAX_SHOWN:
+        return source_line, 0
+    lo = max(0, start - CONTEXT)
+    hi = min(len(source_line), max(stop, start + 1) + CONTEXT, lo + MAX_SHOWN)
+    shown = source_line[lo:hi]
+    if hi < len(source_line):
+        shown += "\u2026"
+    if lo > 0:
+        return "\u2026" + shown, lo - 1
+    return shown, 0
+
+
 def _fix_diff(d: Diagnostic, fix: Fix, width: int) -> list[Text]:
     """The whole lines the fix touches, before (-) and after (+)."""
     from rich.text import Text
 
     if not fix.edits:
         return []
+    if max(e.end for e in fix.edits) - min(e.start for e in fix.edits) > MAX_SHOWN or any(
+            len(line) > MAX_SHOWN for line in _lines(d.source.line_text(d.start_line_col()[0]))):
+        return [Text(" " * width + "   (the fix's lines are too long to show; see --diff)",
+                     style="dim")]
     text = d.source.text
     first = min(e.start for e in fix.edits)
     last = max(e.end for e in fix.edits)

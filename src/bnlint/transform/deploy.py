@@ -413,7 +413,12 @@ class _Plan:
         others = [f for f in param.fields if f not in moving and f not in flags]
         if flags:
             for f in flags:
-                if not (isinstance(f.value, Scalar) and _is_true(f.value.text)):
+                if f.colon is None:
+                    # `use_global_stats 0`: the parser kept it for the schema check;
+                    # the whole field is rewritten so the output parses
+                    self.edits.append(Edit(f.name_token.offset, f.value.end,
+                                           "use_global_stats: true"))
+                elif not (isinstance(f.value, Scalar) and _is_true(f.value.text)):
                     self.edits.append(replace_value(f, "true"))
         elif others:
             self.edits.append(insert_before(others[0], "use_global_stats: true"))
