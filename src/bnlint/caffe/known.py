@@ -21,6 +21,14 @@ BVLC_LAYER_TYPES = frozenset({
     "SPP", "Swish", "TanH", "Threshold", "Tile", "WindowData",
 })
 
+# Layer types that own parameter blobs (BVLC's, and forks' that bnlint knows): what
+# "has weights" means for duplicate names (N004) and for missing weights (to-deploy).
+PARAMETRIC_LAYER_TYPES = frozenset({
+    "Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "Scale", "Bias", "PReLU",
+    "Embed", "LSTM", "RNN", "Recurrent", "Parameter", "ConvolutionDepthwise",
+    "DepthwiseConvolution", "Normalize", "BN",
+})
+
 SSD = "the SSD fork (weiliu89/caffe)"
 CEIL = "a ceil-mode pooling fork (e.g. shicai's DenseNet, soeaver's caffe-model)"
 SEGNET = "the SegNet/ENet fork (alexgkendall/caffe-segnet)"

@@ -390,9 +390,6 @@ class NetGraph:
                     out.append(blob)
         return out
 
-    def consumers(self, blob: Blob) -> list[tuple[LayerView, int]]:
-        return blob.consumers
-
     def next_version(self, blob: Blob) -> Blob | None:
         """The blob written in place over this one by its consumer, if any."""
         for lv, i in blob.consumers:

@@ -2,7 +2,7 @@
 
 Fixes are text edits planned on one parse; overlapping ones wait for the next
 round (as ruff does). Every round's output is re-parsed, so a fix can never
-leave a file that does not parse: such a round is dropped and reported.
+leave a file that does not parse: such a round is dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ class FixedSource:
     original: SourceFile
     text: str
     result: FileResult          # the lint result of the fixed text
-    applied: int                # number of fixes applied
 
     def unified_diff(self) -> str:
         return "".join(difflib.unified_diff(
@@ -35,7 +34,6 @@ class FixedSource:
 def fix_source(source: SourceFile, config: LintConfig, *, unsafe: bool = False,
                weights=None) -> FixedSource:
     current = source
-    applied = 0
     result = lint_source(current, config, weights)
     for _ in range(MAX_ROUNDS):
         groups = [list(d.fix.edits) for d in result.diagnostics
@@ -53,7 +51,6 @@ def fix_source(source: SourceFile, config: LintConfig, *, unsafe: bool = False,
             parse_source(candidate)
         except ParseError:
             break  # never write a file that does not parse
-        applied += len([g for g in groups if all(e in edits for e in g)])
         current = candidate
         result = lint_source(current, config, weights)
-    return FixedSource(source, current.text, result, applied)
+    return FixedSource(source, current.text, result)

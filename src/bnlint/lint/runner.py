@@ -13,8 +13,11 @@ from bnlint.lint.diagnostics import Diagnostic, Severity
 from bnlint.lint.registry import Rule, all_rules
 from bnlint.source import SourceFile
 
-SYNTAX_ERROR = ("E001", "syntax-error")
-UNUSED_SUPPRESSION = ("S001", "unused-suppression")
+from bnlint.lint.rules.framework import SyntaxError_, UnusedSuppression
+
+# The two rules the runner reports itself (documented like every other rule).
+SYNTAX_ERROR = (SyntaxError_.code, SyntaxError_.name)
+UNUSED_SUPPRESSION = (UnusedSuppression.code, UnusedSuppression.name)
 
 
 @dataclass

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from google.protobuf.descriptor import FieldDescriptor
 
 from bnlint.caffe import inputs as net_inputs
+from bnlint.caffe import known
 from bnlint.caffe.load import NET, TextFile
 from bnlint.caffe.messages import INVALID_VALUE, UNKNOWN_FIELD
 from bnlint.caffe.net import (LOSS_LAYER_TYPES, Blob, LayerView, NetGraph, NetState,
@@ -761,11 +762,6 @@ def _fork_fields(text_file: TextFile, state: NetState) -> dict[str, dict[str, st
 
 # --- --weights: layers whose parameters the caffemodel lacks ----------------------------
 
-_PARAMETRIC_TYPES = frozenset({"Convolution", "Deconvolution", "InnerProduct", "BatchNorm",
-                               "Scale", "Bias", "PReLU", "Embed", "LSTM", "RNN", "Recurrent",
-                               "Parameter", "ConvolutionDepthwise", "DepthwiseConvolution",
-                               "Normalize", "BN"})
-
 
 def caffemodel_blob_counts(path: str) -> dict[str, int]:
     """Layer name -> number of blobs in a binary .caffemodel (later entries win, as in Caffe)."""
@@ -808,7 +804,7 @@ def layers_missing_weights(deploy: TextFile, counts: dict[str, int]) -> list[Lay
     for lv in graph.layers:
         has = params.get(lv.index)
         if has is None:
-            has = lv.type in _PARAMETRIC_TYPES
+            has = lv.type in known.PARAMETRIC_LAYER_TYPES
         if has and counts.get(lv.name, 0) == 0:
             missing.append(lv)
     return missing

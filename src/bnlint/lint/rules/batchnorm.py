@@ -34,11 +34,6 @@ def _indent_lines(field, lines: list[str]) -> str:
     return sep.join(lines)
 
 
-def _bn_param_counts(layer: LayerView) -> tuple[int, list]:
-    params = list(layer.message.param)
-    return len(params), params
-
-
 def _trains(ctx) -> bool:
     """Whether the file is meant for training (a deploy net never updates weights)."""
     return not ctx.is_deploy
@@ -80,7 +75,7 @@ class BnStatsNotFrozen(Rule):
             return
         if not any(s.phase == Phase.TRAIN for s in ctx.states_of(layer)):
             return
-        count, _ = _bn_param_counts(layer)
+        count = len(layer.message.param)
         if count:
             return  # BN002 / BN003 judge explicit param blocks
         severity = Severity.ERROR if masked is False else self.severity
@@ -168,7 +163,7 @@ class BnParamCount(Rule):
     layer_types = BN
 
     def check_layer(self, ctx, layer):
-        count, _ = _bn_param_counts(layer)
+        count = len(layer.message.param)
         if count in (0, 3):
             return
         nodes = layer.find_all("param")

@@ -119,7 +119,8 @@ class DuplicateLayerName(Rule):
                     first[layer.name] = layer
                     continue
                 line = ctx.source.line_col(first[layer.name].node.start)[0]
-                has_params = layer.type in LAYERS_WITH_PARAMS or len(layer.message.param)
+                has_params = (layer.type in known.PARAMETRIC_LAYER_TYPES
+                              or len(layer.message.param))
                 severity = self.severity if has_params else Severity.WARNING
                 why = ("weights are matched by name, so one of them gets the other's weights"
                        if has_params else "harmless for a layer without weights, but "
@@ -127,10 +128,6 @@ class DuplicateLayerName(Rule):
                 yield self.diag(ctx, f"layer name '{layer.name}' is used twice (first on line "
                                 f"{line}): {why}", layer.find("name") or layer.node,
                                 phases=(str(graph.state),), layer=layer, severity=severity)
-
-
-LAYERS_WITH_PARAMS = frozenset({"Convolution", "Deconvolution", "InnerProduct", "BatchNorm",
-                                "Scale", "Bias", "PReLU", "Embed", "LSTM", "RNN", "Parameter"})
 
 
 @register_rule
