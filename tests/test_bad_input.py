@@ -462,6 +462,9 @@ BROKEN_WEIGHTS = {
                        ["layer 'conv', blob 0", "[5, 3, 1, 1]"]),
     "stripped": (damaged(lambda layers: layers["conv"].blobs[0].ClearField("data")),
                  ["layer 'conv', blob 0", "no values"]),
+    # found by the red-team run: NumPy's 64-axis limit escaped as an internal error
+    "65_axes": (damaged(lambda layers: layers["conv"].blobs[0].shape.dim.extend([1] * 61)),
+                ["layer 'conv', blob 0", "65 axes", "kMaxBlobAxes"]),
 }
 
 

@@ -582,37 +582,55 @@ def test_layers_written_as_a_list(work, weights_file, text):
     run_all_commands(text.encode(), work, weights_file)
 
 
-# Blobs whose element count does not fit in 64 bits, or with more axes than NumPy's
-# 64 (Caffe allows 32, kMaxBlobAxes, and counts up to INT_MAX): NumPy's ValueError
-# escapes as an internal error. Caffe's own limits, checked before allocating,
-# would also name the layer for the out-of-memory cases.
-NETS_NUMPY_REFUSES = {
+# Blobs over Caffe's limits (Blob::Reshape: 32 axes, kMaxBlobAxes, and at most INT_MAX
+# elements): found by this fuzz as NumPy's ValueError escaping as an internal error
+# ("array is too big", "maximum supported dimension ... 64"). Refused up front by
+# bnlint.caffe.limits, naming the layer and the blob. case -> (net, layer, blob).
+NETS_OVER_CAFFE_LIMITS = {
     "count-over-int64": ('layer { name: "d" type: "Input" top: "d" input_param { shape { '
                          'dim: 9223372036854775807 dim: 9223372036854775807 } } }\n'
-                         'layer { name: "r" type: "ReLU" bottom: "d" top: "r" }\n'),
+                         'layer { name: "r" type: "ReLU" bottom: "d" top: "r" }\n', "d", "d"),
     "filler-over-int64": ('layer { name: "d" type: "Input" top: "d" input_param { shape { '
                           'dim: 1 dim: 3 } } }\nlayer { name: "e" type: "Embed" bottom: "d" '
                           'top: "e" embed_param { num_output: 4294967295 '
-                          'input_dim: 4294967295 } }\n'),
+                          'input_dim: 4294967295 } }\n', "e", "e"),
+    "weights-over-int-max": ('layer { name: "d" type: "Input" top: "d" input_param { shape { '
+                             'dim: 1 dim: 3 } } }\nlayer { name: "ip" type: "InnerProduct" '
+                             'bottom: "d" top: "ip" inner_product_param { '
+                             'num_output: 2147483647 } }\n', "ip", "0"),
     "65-axes": ('layer { name: "d" type: "Input" top: "d" input_param { shape { '
                 + "dim: 1 " * 65 + '} } }\nlayer { name: "r" type: "ReLU" bottom: "d" '
-                'top: "r" }\n'),
+                'top: "r" }\n', "d", "d"),
+    "33-axes": ('layer { name: "d" type: "Input" top: "d" input_param { shape { '
+                + "dim: 1 " * 33 + '} } }\nlayer { name: "r" type: "ReLU" bottom: "d" '
+                'top: "r" }\n', "d", "d"),
+    "dims-int-max": ('layer { name: "d" type: "Input" top: "d" input_param { shape { '
+                     'dim: 2147483647 dim: 2147483647 } } }\n'
+                     'layer { name: "r" type: "ReLU" bottom: "d" top: "r" }\n', "d", "d"),
 }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli/forward.py:260 (rng.uniform of the input shape), forward/fillers.py:101 "
-    "(np.full of a weight shape) and forward/verify.py:481 (_trial_inputs) raise "
-    "NumPy's ValueError ('array is too big', 'maximum supported dimension ... 64'); "
-    "the executor should refuse blobs over Caffe's limits (32 axes, INT_MAX elements) "
-    "with a ForwardError naming the layer"))
-@pytest.mark.parametrize("case", sorted(NETS_NUMPY_REFUSES))
+@pytest.mark.parametrize("case", sorted(NETS_OVER_CAFFE_LIMITS))
 @pytest.mark.parametrize("name", sorted(RUNS_THE_NET))
-def test_blobs_numpy_cannot_hold(work, weights_file, name, case):
+def test_blobs_over_caffe_limits(work, weights_file, name, case):
     if name not in registered():
         pytest.skip(f"`bnlint {name}` is not registered yet")
     rows = [(n, argv) for n, argv in active_rows() if n == name]
-    run_all_commands(NETS_NUMPY_REFUSES[case].encode(), work, weights_file, rows=rows)
+    run_all_commands(NETS_OVER_CAFFE_LIMITS[case][0].encode(), work, weights_file, rows=rows)
+
+
+@pytest.mark.parametrize("case", sorted(NETS_OVER_CAFFE_LIMITS))
+@pytest.mark.parametrize("command", ["forward", "info", "check"])
+def test_blobs_over_caffe_limits_name_layer_and_blob(work, case, command):
+    text, layer, blob = NETS_OVER_CAFFE_LIMITS[case]
+    net = work / "net.prototxt"
+    net.write_text(text)
+    code, out, err = invoke([command, str(net)])
+    # info shows what it could infer and notes where it stopped
+    assert code == {"check": 1, "forward": 2}.get(command, code) and code in (0, 1, 2), err
+    blob_words = f"blob {blob}" if blob.isdigit() else f"blob '{blob}'"
+    assert f"layer '{layer}', {blob_words}" in out + err, out + err
+    assert ("kMaxBlobAxes" if "axes" in case else "INT_MAX") in out + err
 
 
 @pytest.mark.parametrize("value", ['"a"', "0"])

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from bnlint.caffe.net import (DATA_LAYER_TYPES, LayerView, NetGraph, NetState, NetView,
                               is_data_layer)
+from bnlint.caffe.limits import check_blob_shape, shape_problem
 from bnlint.errors import BnlintError
 from bnlint.syntax import values
 from bnlint.syntax.nodes import Scalar
@@ -75,7 +76,11 @@ def parse_shape_option(text: str) -> tuple[str, Shape]:
     if not _DIMS.fullmatch(dims.strip()):
         raise BnlintError(f"--input-shape {text!r}: dimensions must be non-negative "
                           f"integers separated by commas, e.g. {name}=1,3,224,224")
-    return name, tuple(int(d) for d in re.split(r"\s*[,x]\s*", dims.strip()))
+    shape = tuple(int(d) for d in re.split(r"\s*[,x]\s*", dims.strip()))
+    problem = shape_problem(shape)
+    if problem is not None:
+        raise BnlintError(f"--input-shape for '{name}': {problem}")
+    return name, shape
 
 
 def is_label_top(layer: LayerView, index: int, overrides=()) -> bool:
@@ -171,6 +176,8 @@ def _finish(blob: InputBlob, overrides: dict[str, Shape], batch: int | None) -> 
         blob.shape, blob.source, blob.missing = tuple(overrides[blob.name]), SOURCE_OVERRIDE, ""
     elif blob.shape is not None and batch is not None and len(blob.shape):
         blob.shape = (batch,) + tuple(blob.shape[1:])
+    if blob.shape is not None:
+        check_blob_shape(blob.shape, blob.layer.name if blob.layer else None, blob.name)
     return blob
 
 

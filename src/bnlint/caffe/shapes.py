@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from bnlint.caffe.limits import check_blob_shape
 from bnlint.errors import ShapeError
 
 Shape = tuple[int, ...]
@@ -86,6 +87,10 @@ def infer(layer, bottom_shapes: Sequence[Sequence[int]]) -> LayerShapes:
         if len(layer.top) and len(layer.top) != len(result.tops):
             raise ShapeError(f"declares {len(layer.top)} tops; with these bottoms a "
                              f"{layer.type} layer makes {len(result.tops)}")
+        for index, top in enumerate(result.tops):
+            check_blob_shape(top, layer.name, layer.top[index] if len(layer.top) else index)
+        for index, param in enumerate(result.params):
+            check_blob_shape(param, layer.name, index)
         return result
     except ShapeError as err:
         if f"layer '{layer.name}'" in err.message:

@@ -21,6 +21,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from bnlint.caffe.limits import check_blob_shape
 from bnlint.caffe.schema import Schema, default_schema
 from bnlint.errors import BnlintError, WeightsError
 from bnlint.files import read_bytes, write_atomic
@@ -169,8 +170,7 @@ def blob_array(blob, layer_name: str = "", index: int = 0,
         shape = tuple(int(getattr(blob, name)) for name in _LEGACY_DIMS)
     else:
         shape = tuple(int(d) for d in blob.shape.dim)
-    if any(d < 0 for d in shape):
-        raise WeightsError(f"{where}: negative dimension in shape {list(shape)}", path=path)
+    check_blob_shape(shape, layer_name, index, error=WeightsError, path=path)
     values = blob.double_data if len(blob.double_data) else blob.data
     expected = 1
     for d in shape:
