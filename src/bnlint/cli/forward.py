@@ -250,7 +250,7 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
     shapes = merged_input_shapes(arrays, input_shapes)
     network = load_network(net_path, weights_path, state=net_state(phase),
                            input_shapes=shapes, seed=seed, drop_losses=True)
-    check_shape_names(network.input_names, input_shapes)
+    check_shape_names(network.input_names + network.default_input_names, input_shapes)
     _report_weights(network, weights_path, seed)
     rng = np.random.default_rng([seed, 1])     # a stream apart from the fillers'
     inputs = {}
@@ -259,6 +259,8 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
             inputs[name] = np.asarray(arrays[name], dtype=np.float32)
         else:
             inputs[name] = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+    inputs.update((name, arrays[name]) for name in network.default_input_names
+                  if name in arrays)
     unknown = sorted(set(arrays) - set(inputs))
     if unknown:
         raise BnlintError(f"no input named {', '.join(map(repr, unknown))} in the net; its "

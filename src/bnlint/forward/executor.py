@@ -25,7 +25,7 @@ from bnlint.caffe import shapes as shape_rules
 from bnlint.caffe.net import DATA_LAYER_TYPES, LayerView, NetGraph, NetState, NetView, layer_phase
 from bnlint.errors import BnlintError, ForwardError, SchemaError, WeightsError
 from bnlint.forward import ops as _ops  # noqa: F401  (registers every op)
-from bnlint.forward.fillers import blobs_from_fillers
+from bnlint.forward.fillers import blobs_from_fillers, dummy_data_tops
 from bnlint.forward.ops.norm import overwriting
 from bnlint.forward.registry import OPS, Op, op_for
 
@@ -84,6 +84,8 @@ class Network:
         self.blobs: dict[str, list[np.ndarray]] = {}
         self.filled: list[str] = []        # layers whose blobs came from fillers
         self._input_slots: dict[str, int] = {}
+        #: DummyData tops: values made from the layer's fillers, used unless given.
+        self._default_inputs: dict[str, tuple[int, np.ndarray]] = {}
         self._build(weights or {})
 
     # --- building ----------------------------------------------------------------------
@@ -140,7 +142,7 @@ class Network:
         bottoms = [slot_of[id(b)] for b in self.graph.bottoms[lv.index]]
         top_blobs = self.graph.tops[lv.index]
         if not lv.bottoms and (lv.type == "Input" or lv.type in DATA_LAYER_TYPES):
-            return self._source_step(lv, top_blobs, slot_of)
+            return self._source_step(lv, top_blobs, slot_of, rng)
         if lv.type not in OPS:
             raise ForwardError(f"layer '{lv.name}': type '{lv.type}' is not supported by "
                                f"bnlint's forward (supported: {', '.join(sorted(OPS))})")
@@ -160,8 +162,10 @@ class Network:
             tops.append(slot_of[id(blob)])
         return _Step(lv, op, bottoms, tops)
 
-    def _source_step(self, lv: LayerView, top_blobs, slot_of: dict[int, int]) -> _Step:
-        """Input and data layers: their tops are bound to the inputs given to `run`."""
+    def _source_step(self, lv: LayerView, top_blobs, slot_of: dict[int, int],
+                     rng: np.random.Generator) -> _Step:
+        """Input and data layers: their tops are bound to the inputs given to `run`.
+        DummyData's tops need not be given: its fillers make them (`dummy_data_tops`)."""
         declared: list[Shape | None] = [None] * len(top_blobs)
         try:
             declared = list(shape_rules.infer(lv.message, []).tops)
@@ -181,9 +185,13 @@ class Network:
                     f"{blob.name}=N,C,H,W (input_shapes=) and feed it as an input")
             slot_of[id(blob)] = self._new_slot(blob.name, shape)
             # A top nothing reads (an unused label) is not demanded from the caller.
-            if shape is not None and (blob.consumers or blob.name in self._given_shapes):
+            if lv.type != "DummyData" and shape is not None and (blob.consumers or blob.name in self._given_shapes):
                 self._input_slots[blob.name] = slot_of[id(blob)]
             tops.append(slot_of[id(blob)])   # aligned with lv.tops for on_layer
+        if lv.type == "DummyData" and all(self.slots[s].shape is not None for s in tops):
+            values = dummy_data_tops(lv.message, [self.slots[s].shape for s in tops], rng)
+            for blob, slot, value in zip(top_blobs, tops, values):
+                self._default_inputs[blob.name] = (slot, value)
         return _Step(lv, None, [], tops)
 
     def _layer_blobs(self, lv: LayerView, weights, expected: list[Shape],
@@ -228,6 +236,12 @@ class Network:
     @property
     def input_names(self) -> list[str]:
         return list(self._input_slots)
+
+    @property
+    def default_input_names(self) -> list[str]:
+        """Inputs that may be given but need not be: DummyData's tops (made from its
+        fillers otherwise)."""
+        return list(self._default_inputs)
 
     def input_shapes(self) -> dict[str, Shape]:
         return {name: self.slots[slot].shape for name, slot in self._input_slots.items()}
@@ -337,7 +351,10 @@ class Network:
 
     def _bind_inputs(self, inputs: Mapping[str, np.ndarray],
                      values: list[np.ndarray | None]) -> None:
-        unknown = sorted(set(inputs) - set(self._input_slots))
+        for name, (slot, default) in self._default_inputs.items():
+            values[slot] = default if name not in inputs else self._checked_input(
+                name, slot, inputs[name])
+        unknown = sorted(set(inputs) - set(self._input_slots) - set(self._default_inputs))
         if unknown:
             raise ForwardError(f"unknown input {', '.join(map(repr, unknown))}: the net's "
                                f"inputs are {', '.join(self._input_slots) or 'none'}")
@@ -345,12 +362,15 @@ class Network:
             if name not in inputs:
                 raise ForwardError(f"missing input '{name}' (shape "
                                    f"{list(self.slots[slot].shape)})")
-            array = np.asarray(inputs[name], dtype=np.float32)
-            if array.shape != self.slots[slot].shape:
-                raise ForwardError(f"input '{name}' has shape {list(array.shape)}, the net "
-                                   f"was built for {list(self.slots[slot].shape)}; build it "
-                                   f"with that input shape (--input-shape)")
-            values[slot] = array
+            values[slot] = self._checked_input(name, slot, inputs[name])
+
+    def _checked_input(self, name: str, slot: int, given) -> np.ndarray:
+        array = np.asarray(given, dtype=np.float32)
+        if array.shape != self.slots[slot].shape:
+            raise ForwardError(f"input '{name}' has shape {list(array.shape)}, the net "
+                               f"was built for {list(self.slots[slot].shape)}; build it "
+                               f"with that input shape (--input-shape)")
+        return array
 
 
 def _shape_equals(got: Shape, expected: Shape, legacy: bool | None) -> bool:

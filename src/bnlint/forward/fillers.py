@@ -214,6 +214,30 @@ _LAYER_FILLERS = {
 }
 
 
+def dummy_data_tops(layer_msg, top_shapes: Sequence[Shape],
+                    rng: np.random.Generator) -> list[np.ndarray]:
+    """The tops a DummyData layer makes (dummy_data_layer.cpp): no data_filler means
+    constant 0, one is used for every top, else one per top. Constant fillers give
+    Caffe's values; a random filler is drawn once here, from `rng`, where Caffe draws
+    again on every forward."""
+    fillers = list(layer_msg.dummy_data_param.data_filler)
+    if len(fillers) not in (0, 1, len(top_shapes)):
+        raise BnlintError(f"layer '{layer_msg.name}' (DummyData): {len(fillers)} data_filler "
+                          f"for {len(top_shapes)} tops; give none, one, or one per top")
+    tops = []
+    for index, shape in enumerate(top_shapes):
+        if not fillers:
+            tops.append(np.zeros(tuple(shape), dtype=np.float32))
+            continue
+        filler = fillers[0 if len(fillers) == 1 else index]
+        try:
+            tops.append(fill(filler, shape, rng))
+        except BnlintError as err:
+            raise BnlintError(f"layer '{layer_msg.name}' (DummyData), top {index}: "
+                              f"{err.message}") from err
+    return tops
+
+
 def blobs_from_fillers(layer_msg, param_shapes: Sequence[Shape],
                        rng: np.random.Generator) -> list[np.ndarray]:
     """The blobs Caffe's LayerSetUp creates for `layer_msg` when no weights are stored.

@@ -8,6 +8,7 @@ from bnlint.forward.ops import (  # noqa: F401
     fork,
     norm,
     pooling,
+    recurrent,
     ssd,
     structural,
 )

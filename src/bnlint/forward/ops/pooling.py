@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import shapes
+from bnlint.caffe import rare_shapes, shapes
 from bnlint.caffe.phase import Phase
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.conv import pad_spatial
@@ -63,6 +63,37 @@ class Pooling(FreshTops, Op):
         if self.method == "AVE":
             return [_ave_pool(x, geom)]
         return [_stochastic_pool_test(x, geom)]
+
+
+@register_op("SPP")
+class SPP(FreshTops, Op):
+    """Spatial pyramid pooling (spp_layer.cpp): level l pools 2^l x 2^l bins with the
+    kernel, stride and padding of `rare_shapes.spp_levels`, through the same pooling
+    code as Pooling; one level is that pooling's (N, C, h, w) top, several are each
+    flattened to (N, C*h*w) and concatenated in level order."""
+
+    def setup(self, layer) -> None:
+        method = shapes.enum_name(layer.spp_param, "pool")
+        if method == "STOCHASTIC" and self.phase != Phase.TEST:
+            raise ForwardError(f"layer '{self.name}' (SPP): STOCHASTIC pooling samples at "
+                               "random in TRAIN; bnlint runs it only in TEST")
+
+    def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
+        x = np.asarray(bottoms[0], dtype=np.float32)
+        levels = rare_shapes.spp_levels(self.layer, x.shape)
+        pooled = [pool(x, geom) for geom in levels]
+        if len(pooled) == 1:
+            return pooled
+        return [np.concatenate([p.reshape(x.shape[0], -1) for p in pooled], axis=1)]
+
+
+def pool(x: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
+    """One pooling top (no mask) of a 4-axis float32 input by `geom`."""
+    if geom.method == "MAX":
+        return _max_pool(x, geom, False)[0]
+    if geom.method == "AVE":
+        return _ave_pool(x, geom)
+    return _stochastic_pool_test(x, geom)
 
 
 def _covers_whole_input(x: np.ndarray, geom: shapes.PoolGeometry) -> bool:

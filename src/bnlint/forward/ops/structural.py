@@ -1,5 +1,6 @@
 """Layers that move or select data: Input, Concat, Slice, Split, Flatten, Reshape,
-Crop, Tile, ArgMax, Reduction, Silence.
+Crop, Tile, ArgMax, Reduction, Silence, Im2col, BatchReindex, and Parameter (its blob
+as its top).
 
 Top shapes come from `bnlint.caffe.shapes`. Tops may share memory with bottoms
 (Split, Flatten and Reshape return the bottom or a view of it, as Caffe shares the
@@ -13,9 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import shapes
+from bnlint.caffe import rare_shapes, shapes
 from bnlint.errors import ForwardError
+from bnlint.forward.ops.conv import pad_spatial
 from bnlint.forward.registry import Op, register_op
+
+INT_MAX = np.iinfo(np.int32).max
 
 
 @register_op("Input")
@@ -189,3 +193,65 @@ class Reduction(Op):
         if factor != np.float32(1):
             out = out * factor
         return [out.astype(np.float32, copy=False).reshape(top)]
+
+
+@register_op("Im2col")
+class Im2col(Op):
+    """The columns a convolution multiplies (im2col_layer.cpp): for each item before the
+    channel axis, column channel c*K + k (k the kernel tap in row-major order) at output
+    position o is the input channel c at o*stride - pad + k*dilation, 0 in the padding."""
+
+    def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
+        from numpy.lib.stride_tricks import as_strided
+
+        x = np.asarray(bottoms[0], dtype=np.float32)
+        geom = rare_shapes.im2col_geometry(self.layer, x.shape)
+        top = rare_shapes.im2col_top_shape(self.layer, x.shape)
+        batch = x.reshape((shapes.count(x.shape, 0, geom.channel_axis),)
+                          + x.shape[geom.channel_axis:])
+        padded = np.ascontiguousarray(pad_spatial(batch, geom.pad))
+        n_stride, c_stride, *spatial_strides = padded.strides
+        windows = as_strided(
+            padded, padded.shape[:2] + geom.kernel + geom.output,
+            (n_stride, c_stride) + tuple(st * d for st, d in zip(spatial_strides, geom.dilation))
+            + tuple(st * s for st, s in zip(spatial_strides, geom.stride)), writeable=False)
+        return [np.ascontiguousarray(windows).reshape(top)]
+
+
+@register_op("BatchReindex")
+class BatchReindex(Op):
+    """top[i] = bottom[0][int(bottom[1][i])] (batch_reindex_layer.cpp): the float indices
+    are truncated as static_cast<int> does; one outside [0, N) is refused, as Caffe's
+    check_batch_reindex aborts there."""
+
+    bottoms = (2, 2)
+
+    def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
+        x, indices = bottoms
+        rare_shapes.batch_reindex_top_shape([x.shape, indices.shape])
+        if not np.all(np.isfinite(indices)) or np.any(np.abs(indices) > INT_MAX):
+            raise ForwardError("the index bottom holds values that are not indices (NaN, "
+                               "inf or out of int range)")
+        index = np.trunc(indices).astype(np.int64)
+        bad = (index < 0) | (index >= x.shape[0])
+        if np.any(bad):
+            raise ForwardError(f"index {int(index[bad][0])} is outside the data bottom's "
+                               f"first axis (size {x.shape[0]})")
+        return [np.ascontiguousarray(x[index])]
+
+
+@register_op("Parameter")
+class Parameter(Op):
+    """Its one blob, of parameter_param.shape, is its top (parameter_layer.hpp)."""
+
+    bottoms = (0, 0)
+
+    def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
+        shape = rare_shapes.parameter_shape(self.layer)
+        if len(self.blobs) != 1:
+            raise ForwardError(f"needs 1 blob, got {len(self.blobs)}")
+        blob = np.asarray(self.blobs[0], dtype=np.float32)
+        if blob.size != shapes.count(shape):
+            raise ForwardError(f"blob has shape {list(blob.shape)}, the layer declares "
+                               f"{list(shape)}")
+        return [blob.reshape(shape)]
