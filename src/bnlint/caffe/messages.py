@@ -100,6 +100,7 @@ def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
                 sub = getattr(message, name).add() if repeated else getattr(message, name)
                 sub.SetInParent()
                 _fill(item, sub, fpath, problems)
+                _missing_required(item, sub, field, fpath, problems)
             continue
         if field.colon is None:
             problems.append(_problem(INVALID_VALUE, field, desc, fpath,
@@ -122,6 +123,19 @@ def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
                 getattr(message, name).append(converted)
             else:
                 setattr(message, name, converted)
+
+
+def _missing_required(item: Message, sub, field: Field, fpath: str,
+                      problems: list[SchemaProblem]) -> None:
+    """A proto2 `required` field that is not set (Clip's min and max): Caffe refuses the
+    file, and protobuf refuses to serialise the message. A field that was written
+    with a bad value has its problem already."""
+    written = {f.name for f in item.fields}
+    for fd in sub.DESCRIPTOR.fields:
+        if fd.is_required and fd.name not in written:
+            problems.append(_problem(INVALID_VALUE, field, sub.DESCRIPTOR, f"{fpath}.{fd.name}",
+                                     f"'{field.name}' lacks '{fd.name}', a required field "
+                                     f"(Caffe refuses the file)", span=field))
 
 
 def _scalar(fd: FieldDescriptor, item: Scalar):

@@ -536,6 +536,8 @@ def batch_norm_blob_count(layer) -> int:
 def _batch_norm(layer, bottoms: list[Shape]) -> LayerShapes:
     _expect_bottoms(bottoms, 1)
     shape = bottoms[0]
+    if not shape:       # Caffe's bottom[0]->shape(1) fails on a 0-axis blob
+        raise ShapeError("needs a bottom with at least 1 axis, got a 0-axis blob")
     channels = 1 if len(shape) == 1 else shape[1]
     params = [(channels,), (channels,), (1,)]
     if batch_norm_blob_count(layer) == 5:
@@ -848,6 +850,8 @@ def _argmax(layer, bottoms: list[Shape]) -> LayerShapes:
     _expect_bottoms(bottoms, 1)
     param = layer.argmax_param
     shape = bottoms[0]
+    if not shape:       # Caffe's bottom[0]->count(1) fails on a 0-axis blob
+        raise ShapeError("needs a bottom with at least 1 axis, got a 0-axis blob")
     top_k = int(param.top_k)
     if top_k < 1:
         raise ShapeError("argmax_param.top_k must be at least 1")

@@ -129,21 +129,29 @@ def _parse_text_net(data: bytes, path: str, schema: Schema):
     return net
 
 
+def _text(value) -> str:
+    """A string field as text: protobuf hands over the bytes of one that is not UTF-8
+    (a bit flip in a layer name), shown with backslash escapes."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+
+
 def _raw_layers(net, path: str) -> list[_RawLayer]:
     if len(net.layer):
-        return [_RawLayer(layer.name, layer.type, layer.blobs) for layer in net.layer]
+        return [_RawLayer(_text(layer.name), _text(layer.type), layer.blobs)
+                for layer in net.layer]
     from bnlint.caffe.upgrade import v1_layer_type
 
     out = []
     for v1 in net.layers:
         if v1.HasField("layer"):                       # V0: `layers { layer { ... } }`
-            out.append(_RawLayer(v1.layer.name, v1.layer.type, v1.layer.blobs))
+            out.append(_RawLayer(_text(v1.layer.name), _text(v1.layer.type),
+                                 v1.layer.blobs))
             continue
         try:
             layer_type = v1_layer_type(v1)
         except BnlintError:                            # an unknown enum value: keep the name
             layer_type = ""
-        out.append(_RawLayer(v1.name, layer_type, v1.blobs))
+        out.append(_RawLayer(_text(v1.name), layer_type, v1.blobs))
     return out
 
 

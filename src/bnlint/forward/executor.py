@@ -280,6 +280,10 @@ class Network:
             else:
                 bottoms = [values[s] for s in step.bottoms]
                 given = [s for s in step.dying if owned[s]] if reuse else None
+                scalar = any(b.ndim == 0 for b in bottoms)
+                if scalar:          # a 0-axis blob: ops see one value on one axis
+                    bottoms, given = [b.reshape(-1) if b.ndim == 0 else b
+                                      for b in bottoms], []
                 try:
                     if given:
                         with overwriting([values[s] for s in given]):
@@ -288,6 +292,8 @@ class Network:
                         tops = step.op.run(bottoms)
                 except BnlintError as err:
                     raise self._located(err, step.layer) from None
+                if scalar:
+                    tops = [self._as_inferred(slot, top) for slot, top in zip(step.tops, tops)]
                 if len(tops) < len(step.tops):
                     raise self._located(ForwardError(
                         f"layer '{step.layer.name}' ({step.layer.type}): produced "
@@ -307,6 +313,12 @@ class Network:
         order = ([self.slots[s].name for s in self._outputs] if keep == "outputs"
                  else self.top_names())
         return {name: result[name] for name in order if name in result}
+
+    def _as_inferred(self, slot: int, top: np.ndarray) -> np.ndarray:
+        """A one-value top back on the 0 axes its shape rule gives it."""
+        if self.slots[slot].shape == () and isinstance(top, np.ndarray) and top.size == 1:
+            return top.reshape(())
+        return top
 
     def _claim(self, step: _Step, bottoms: list[np.ndarray], tops: list[np.ndarray],
                given: list[int], owned: list[bool], wanted_slot: set[int] | None,

@@ -46,7 +46,7 @@ from bnlint.caffe.inputs import find_inputs
 from bnlint.caffe.net import (DATA_LAYER_TYPES, LOSS_LAYER_TYPES, Blob, LayerView, NetGraph,
                               NetInput, NetState, NetView, layer_phase)
 from bnlint.caffe.phase import Phase
-from bnlint.errors import BnlintError, SchemaError
+from bnlint.errors import BnlintError, ForwardError, SchemaError
 from bnlint.forward.compare import allclose
 from bnlint.forward.executor import Network
 from bnlint.forward.fillers import blobs_from_fillers
@@ -227,6 +227,10 @@ def realistic_blobs(layer, shapes: Sequence[Shape], rng: np.random.Generator
     kernel stays bilinear).
     """
     shapes = [tuple(int(d) for d in s) for s in shapes]
+    for index, shape in enumerate(shapes):
+        if 0 in shape:      # as `forward` refuses to fill one (zero channels, num_output 0)
+            raise ForwardError(f"layer '{layer.name}' ({layer.type}), blob {index}: cannot "
+                               f"make weights for an empty blob of shape {list(shape)}")
     if layer.type == "BatchNorm" and len(shapes) in (3, 5):
         from bnlint.caffe.shapes import nvcaffe_batch_norm
 
@@ -613,7 +617,7 @@ def forward_key(lv: LayerView, state: NetState) -> tuple[int, bytes]:
         param = msg.batch_norm_param
         param.use_global_stats = _uses_global_stats(lv, state)
         param.ClearField("moving_average_fraction")
-    return int(phase), msg.SerializeToString(deterministic=True)
+    return int(phase), msg.SerializePartialToString(deterministic=True)
 
 
 def _normalise(msg) -> None:

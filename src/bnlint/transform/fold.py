@@ -642,6 +642,9 @@ class _Planner:
         bottom = self.graph.bottoms[bn.index][0]
         top = self.graph.tops[bn.index][0]
         shape = bottom.shape if bottom is not None else None
+        if shape == ():
+            return Site(bn, KEPT, "its bottom is a 0-axis blob, which Caffe's BatchNorm "
+                                  "refuses")
         channels = None if shape is None else (1 if len(shape) == 1 else shape[1])
         stats, why, notes = self._statistics(bn, channels)
         if stats is None:
