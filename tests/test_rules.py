@@ -65,3 +65,33 @@ def test_every_rule_has_a_case_and_documentation():
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", cls.name), code
         if not cls.needs_weights:
             assert code in covered, f"no fixture in fixtures/rules reports {code}"
+
+
+def _lint(text: str, **config) -> list:
+    config.setdefault("dialect", "portable")
+    return lint_source(SourceFile("net.prototxt", text), LintConfig(**config)).diagnostics
+
+
+def test_findings_that_help_no_one_are_information():
+    deploy = (FIXTURES / "rules" / "bn010_deploy_info.prototxt").read_text()
+    assert [(d.code, str(d.severity)) for d in _lint(deploy, select=("BN010",))] == \
+        [("BN010", "info")]
+    # the same BatchNorm in a net that trains is a warning
+    train = deploy.replace('type: "Input" top: "data"', 'type: "DummyData" top: "data"')
+    assert [str(d.severity) for d in _lint(train, select=("BN010",))] == ["warning"]
+    twice = ('layer { name: "data" type: "Input" top: "d" input_param { shape { dim: 1 } } }\n'
+             'layer { name: "r" type: "ReLU" bottom: "d" top: "a" }\n'
+             'layer { name: "r" type: "ReLU" bottom: "a" top: "b" }\n')
+    assert [(d.code, str(d.severity)) for d in _lint(twice, select=("N004",))] == \
+        [("N004", "info")]
+
+
+@pytest.mark.parametrize("dialect, severity", [
+    ("portable", "warning"), ("nvcaffe", "info"), ("bvlc", None), ("legacy", None),
+    ("ssd", None)])
+def test_bn022_eps_floor_follows_the_dialect(dialect, severity):
+    text = ('layer { name: "data" type: "Input" top: "d" input_param { shape { dim: 1 '
+            'dim: 2 } } }\nlayer { name: "bn" type: "BatchNorm" bottom: "d" top: "b" '
+            'batch_norm_param { eps: 1e-6 } }\n')
+    got = [str(d.severity) for d in _lint(text, select=("BN022",), dialect=dialect)]
+    assert got == ([severity] if severity else [])

@@ -45,6 +45,10 @@ class Dialect:
     `bn_stats_masked`: True when the fork's BatchNorm forces `lr_mult: 0` on its
     three statistics blobs itself, False when the solver trains them unless the
     net freezes them, None when it varies between the builds the dialect covers.
+    `bn_eps_floor`: True when the fork's BatchNorm raises eps below 1e-5 to 1e-5
+    (cuDNN's CUDNN_BN_MIN_EPSILON; NVCaffe does it on CPU too), False when any eps
+    above 0 is used as written (BVLC's BatchNorm has no cuDNN path), None when it
+    varies between the builds the dialect covers.
     `pooling` names the PoolingParameter field that decides the rounding:
     "round_mode" (enum, absent = CEIL) or "ceil_mode" (bool, absent = true).
     """
@@ -53,6 +57,7 @@ class Dialect:
     description: str
     loader: Callable[[], Schema] = field(repr=False, compare=False)
     bn_stats_masked: bool | None = None
+    bn_eps_floor: bool | None = None
     pooling: str = "round_mode"
     fork: str | None = None              # human name of the fork, None for BVLC
     layer_types: frozenset[str] = frozenset()   # layer types beyond BVLC's
@@ -91,14 +96,14 @@ _DIALECTS = (
             "possible about the Caffe that runs the net", default_schema,
             source="proto/caffe.proto (BVLC Caffe master 9b89154)"),
     Dialect("bvlc", "BVLC Caffe since rc4 (Sept 2016): BatchNorm hides its statistics "
-            "from the solver", default_schema, bn_stats_masked=True,
+            "from the solver", default_schema, bn_stats_masked=True, bn_eps_floor=False,
             source="proto/caffe.proto; BVLC batch_norm_layer.cpp LayerSetUp sets "
                    "lr_mult 0 on blobs 0-2"),
     Dialect("legacy", "BVLC Caffe before Sept 2016: the solver trains BatchNorm's "
             "statistics unless three `param { lr_mult: 0 }` freeze them", default_schema,
-            bn_stats_masked=False, source="proto/caffe.proto"),
+            bn_stats_masked=False, bn_eps_floor=False, source="proto/caffe.proto"),
     Dialect("ssd", "the SSD fork (weiliu89/caffe, branch ssd)", _bundled("ssd"),
-            bn_stats_masked=False, fork=known.SSD, layer_types=SSD_LAYER_TYPES,
+            bn_stats_masked=False, bn_eps_floor=False, fork=known.SSD, layer_types=SSD_LAYER_TYPES,
             source="weiliu89/caffe ssd branch caffe.proto; its BatchNorm as built by "
                    "SSD users predates BVLC's masking (weiliu89/caffe "
                    "batch_norm_layer.cpp@7a6d40f), and SSD's model_libs.py freezes the "
@@ -109,12 +114,14 @@ _DIALECTS = (
             source="alexgkendall/caffe-segnet@1a2cfea caffe.proto"),
     Dialect("shufflenet", "ShuffleNet's Caffe layer (farmingyard/ShuffleNet): "
             "ShuffleChannel", _bundled("shufflenet"), fork=known.SHUFFLE,
-            layer_types=frozenset({"ShuffleChannel"}),
-            source="farmingyard/ShuffleNet README.md"),
+            layer_types=frozenset({"ShuffleChannel", "ConvolutionDepthwise"}),
+            source="farmingyard/ShuffleNet README.md (ShuffleChannel, and the "
+                   "ConvolutionDepthwise layer its nets use)"),
     Dialect("frcnn", "py-faster-rcnn and R-FCN's Caffe: ROIPooling, SmoothL1Loss, "
             "PSROIPooling, BoxAnnotatorOHEM", _bundled("frcnn"), fork=known.FRCNN,
             layer_types=frozenset({"ROIPooling", "SmoothL1Loss", "PSROIPooling",
-                                   "BoxAnnotatorOHEM"}),
+                                   "BoxAnnotatorOHEM", "SmoothL1LossOHEM",
+                                   "SoftmaxWithLossOHEM", "ConvolutionDepthwise"}),
             source="rbgirshick/caffe-fast-rcnn and daijifeng001/caffe-rfcn@a764130 "
                    "caffe.proto"),
     Dialect("ceil", "ceil-mode pooling forks: PoolingParameter.ceil_mode (bool, default "
@@ -122,6 +129,7 @@ _DIALECTS = (
             fork=known.CEIL, source="BVLC/caffe PR #3057; brocolli-caffe 9.0.2 caffe.proto"),
     Dialect("nvcaffe", "NVIDIA Caffe 0.17: BatchNorm with scale and bias inside (5 blobs), "
             "FP16 storage, SSD's layers", _bundled("nvcaffe"), bn_stats_masked=True,
+            bn_eps_floor=True,
             fork=known.NVCAFFE, layer_types=SSD_LAYER_TYPES,
             source="NVIDIA/caffe@6e8194f caffe.proto; its batch_norm_layer.cpp LayerSetUp "
                    "forces lr_mult 0 and decay_mult 0 on blobs 0-2"),

@@ -81,12 +81,15 @@ FORK_LAYER_TYPES: dict[str, str] = {
                      "MultiBoxLoss", "Normalize", "AnnotatedData", "VideoData"), SSD),
     **dict.fromkeys(("BN", "Upsample", "DenseImageData"), SEGNET),
     "ShuffleChannel": SHUFFLE,
-    **dict.fromkeys(("ROIPooling", "PSROIPooling", "SmoothL1Loss", "BoxAnnotatorOHEM"), FRCNN),
+    **dict.fromkeys(("ROIPooling", "PSROIPooling", "SmoothL1Loss", "BoxAnnotatorOHEM",
+                     "SmoothL1LossOHEM", "SoftmaxWithLossOHEM"), FRCNN),
     "Proposal": PROPOSAL,
     "Interp": INTERP,
     "ReLU6": "a fork with a ReLU6 layer",
     "DepthwiseConvolution": "a fork with a DepthwiseConvolution layer",
     "ConvolutionDepthwise": "a fork with a ConvolutionDepthwise layer",
+    "EltwiseAffine": "a fork with an EltwiseAffine layer",
+    "Axpy": "SENet's fork (Axpy layer)",
 }
 
 

@@ -63,6 +63,11 @@ def type_label(fd: FieldDescriptor) -> str:
     return _TYPE_NAMES.get(fd.type, "value")
 
 
+def _a(noun: str) -> str:
+    """The noun with its indefinite article ("an enum ...", "a float")."""
+    return ("an " if noun[:1] in "aeio" else "a ") + noun   # "a uint32"
+
+
 def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
     desc = message.DESCRIPTOR
     by_name = desc.fields_by_name
@@ -110,7 +115,7 @@ def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
         for item in items:
             if not isinstance(item, Scalar):
                 problems.append(_problem(INVALID_VALUE, field, desc, fpath,
-                                         f"'{name}' takes a {type_label(fd)} value, "
+                                         f"'{name}' takes {_a(type_label(fd))} value, "
                                          f"not a message", span=item))
                 continue
             try:
@@ -153,7 +158,7 @@ def _scalar(fd: FieldDescriptor, item: Scalar):
             raise ValueError(f"expected a quoted string, found {item.text}")
         return values.string_bytes(item)
     if is_str:
-        raise ValueError(f"expected a {_TYPE_NAMES.get(ftype, 'value')}, found a string "
+        raise ValueError(f"expected {_a(_TYPE_NAMES.get(ftype, 'value'))}, found a string "
                          f"{item.text}")
     text = item.text
     if ftype in _FLOATS:

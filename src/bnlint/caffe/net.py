@@ -369,11 +369,12 @@ class NetGraph:
                 in_place = i < len(bottom_names) and bottom_names[i] == name
                 if not in_place and name in latest:
                     prev = latest[name]
-                    who = prev.producer.name if prev.producer else "a net input"
+                    who = (f"layer '{prev.producer.name}'" if prev.producer
+                           else "the net-level input")
                     self.problems.append(GraphProblem(
                         "duplicate-top", lv, i,
-                        f"top blob '{name}' is produced by multiple sources (layer "
-                        f"'{who}' already produces it, and this is not in-place)"))
+                        f"top blob '{name}' is produced by multiple sources ({who} "
+                        f"already produces it, and this is not in-place)"))
                 blob = Blob(name, lv, i)
                 latest[name] = blob
                 tops.append(blob)

@@ -57,7 +57,8 @@ class Rule:
         if node is not None:
             start = node.start if start is None else start
             end = node.end if end is None else end
-        return Diagnostic(self.code, self.name, severity or self.severity, message, ctx.source,
+        severity = self.severity if severity is None else severity  # INFO is 0
+        return Diagnostic(self.code, self.name, severity, message, ctx.source,
                           start or 0, end if end is not None else (start or 0),
                           tuple(phases), fix, layer.name if layer is not None else None, extra)
 

@@ -21,11 +21,64 @@ def bn_output(graph: NetGraph, layer: LayerView) -> Blob | None:
     return tops[0] if tops else None
 
 
+# Layers that carry a BatchNorm's learned affine: BVLC's Scale, and forks' own
+# (EltwiseAffine: one slope and one bias per channel).
+AFFINE_TYPES = frozenset({"Scale", "EltwiseAffine"})
+
+
 def is_channelwise_scale(layer: LayerView) -> bool:
     """One bottom, canonical axis 1, num_axes 1: a per-channel affine."""
     p = layer.message.scale_param
     return (layer.type == "Scale" and len(layer.bottoms) == 1 and p.axis in (1, -3)
             and p.num_axes == 1)
+
+
+def is_channelwise_bias(layer: LayerView) -> bool:
+    """A Bias layer adding one learned value per channel (what a Scale's bias would)."""
+    p = layer.message.bias_param
+    return (layer.type == "Bias" and len(layer.bottoms) == 1 and p.axis in (1, -3)
+            and p.num_axes == 1)
+
+
+def _hands_on(graph: NetGraph, layer: LayerView, bottom_index: int) -> list[Blob] | None:
+    """The blobs a layer passes its input on to unchanged at test time, or None.
+
+    A Split (copies of its bottom), and a Dropout (identity at test time; in training
+    a per-element mask the affine after it does not care about) stand between a
+    BatchNorm and its Scale without changing what the Scale is for. SegNet's
+    `sample_weights_test` Dropout keeps dropping at test time, so it is not one.
+    """
+    tops = graph.tops.get(layer.index) or []
+    if bottom_index != 0 or len(layer.bottoms) != 1 or not tops:
+        return None
+    if layer.type == "Split":
+        return list(tops)
+    if layer.type == "Dropout" and len(tops) == 1:
+        mc = layer.find("dropout_param.sample_weights_test")
+        if mc is not None and getattr(mc.value, "text", "") in ("true", "1"):
+            return None
+        return list(tops)
+    return None
+
+
+def consumers_after(graph: NetGraph, blob: Blob) -> list[LayerView]:
+    """The layers that read a blob, looking through layers that hand it on unchanged
+    (`_hands_on`); each layer once, in the order Caffe runs them."""
+    out: list[LayerView] = []
+    todo = [blob]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop(0)
+        for lv, i in current.consumers:
+            if lv.index in seen:
+                continue
+            seen.add(lv.index)
+            nxt = _hands_on(graph, lv, i)
+            if nxt is not None:
+                todo.extend(nxt)
+            else:
+                out.append(lv)
+    return out
 
 
 def _indent_lines(field, lines: list[str]) -> str:
@@ -168,7 +221,8 @@ class BnParamCount(Rule):
             return
         nodes = layer.find_all("param")
         severity = Severity.ERROR if count > 3 else self.severity
-        yield self.diag(ctx, f"BatchNorm '{layer.name}' has {count} param blocks; it has "
+        blocks = "1 param block" if count == 1 else f"{count} param blocks"
+        yield self.diag(ctx, f"BatchNorm '{layer.name}' has {blocks}; it has "
                         f"three blobs (give 0 or 3)", nodes[0] if nodes else layer.node,
                         layer=layer, severity=severity)
 
@@ -180,7 +234,10 @@ class BnWithoutScale(Rule):
     Caffe's BatchNorm only normalises; the learned affine (gamma, beta) lives in a
     separate `Scale` layer with `bias_term: true`. Without it the net cannot learn the
     scale and shift that batch normalisation relies on. (Caffe's own cifar10 BN example
-    has no Scale, so this is a warning, not an error.)
+    has no Scale, so this is a warning, not an error.) A Split with one top or a
+    Dropout between the two does not hide the Scale; a fork's affine layer
+    (EltwiseAffine) counts as one. In a deploy net the finding is informational: the
+    weights were trained without a Scale, and adding one means retraining.
 
     Bad:
         layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
@@ -205,19 +262,26 @@ class BnWithoutScale(Rule):
         if nvcaffe_scale_bias(layer.message) or (
                 inside is not None and getattr(inside.value, "text", "") in ("true", "1")):
             return  # NVCaffe: the affine is inside the BatchNorm (BN030 says so)
+        # A deploy net was trained this way: adding a Scale means retraining, so the
+        # finding only informs.
+        severity = Severity.INFO if ctx.is_deploy else self.severity
         for graph in ctx.graphs_of(layer):
             out = bn_output(graph, layer)
-            if out is None or any(lv.type == "Scale" for lv, _ in out.consumers):
+            if out is None:
                 continue
-            if out.consumers:
-                first = out.consumers[0][0]
-                where = f"its output goes to {first.type} '{first.name}'"
+            after = consumers_after(graph, out)
+            if any(lv.type in AFFINE_TYPES for lv in after):
+                continue
+            if after:
+                where = f"its output goes to {after[0].type} '{after[0].name}'"
             else:
                 where = "its output is an output of the net"
+            why = ("the net was trained without one" if ctx.is_deploy
+                   else "no learned scale and bias")
             yield self.diag(ctx, f"BatchNorm '{layer.name}' is not followed by a Scale "
-                            f"layer ({where}): no learned scale and bias",
+                            f"layer ({where}): {why}",
                             layer.find("name") or layer.node, phases=(str(graph.state),),
-                            layer=layer)
+                            layer=layer, severity=severity)
 
 
 def _scales_after(ctx, layer):
@@ -225,9 +289,15 @@ def _scales_after(ctx, layer):
         out = bn_output(graph, layer)
         if out is None:
             continue
-        for lv, _ in out.consumers:
+        for lv in consumers_after(graph, out):
             if lv.type == "Scale":
                 yield graph, lv
+
+
+def _bias_after(graph: NetGraph, scale: LayerView) -> bool:
+    """Whether a channel-wise Bias layer reads the Scale's output (the shift, apart)."""
+    tops = graph.tops.get(scale.index)
+    return bool(tops) and any(is_channelwise_bias(lv) for lv in consumers_after(graph, tops[0]))
 
 
 @register_rule
@@ -235,7 +305,8 @@ class ScaleWithoutBias(Rule):
     """The Scale after a BatchNorm has no `bias_term: true`.
 
     BatchNorm removes the mean; without the Scale's bias the net cannot put a learned
-    shift back (beta). Usually an oversight.
+    shift back (beta). Usually an oversight. A channel-wise `Bias` layer right after
+    the Scale supplies the shift, and is not reported.
 
     Bad:
         layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1" }
@@ -259,7 +330,7 @@ class ScaleWithoutBias(Rule):
             if scale.index in seen or not is_channelwise_scale(scale):
                 continue
             seen.add(scale.index)
-            if scale.message.scale_param.bias_term:
+            if scale.message.scale_param.bias_term or _bias_after(graph, scale):
                 continue
             yield self.diag(ctx, f"Scale '{scale.name}' after BatchNorm '{layer.name}' has "
                             f"no bias_term: true (no learned shift)",
@@ -346,11 +417,12 @@ class BnOutputShared(Rule):
     def check_layer(self, ctx, layer):
         for graph in ctx.graphs_of(layer):
             out = bn_output(graph, layer)
-            if out is None or len(out.consumers) < 2:
+            if out is None:
                 continue
-            if not any(lv.type == "Scale" for lv, _ in out.consumers):
+            after = consumers_after(graph, out)
+            if len(after) < 2 or not any(lv.type in AFFINE_TYPES for lv in after):
                 continue
-            others = [f"{lv.type} '{lv.name}'" for lv, _ in out.consumers if lv.type != "Scale"]
+            others = [f"{lv.type} '{lv.name}'" for lv in after if lv.type not in AFFINE_TYPES]
             yield self.diag(ctx, f"BatchNorm '{layer.name}' output also feeds "
                             f"{', '.join(others) or 'more than one Scale'} without the "
                             f"Scale's affine", layer.find("name") or layer.node,
@@ -454,13 +526,18 @@ class BnBatchStatsInTest(Rule):
 
 @register_rule
 class BnEps(Rule):
-    """BatchNorm eps <= 0 (error), or below cuDNN's floor of 1e-5 (warning).
+    """BatchNorm eps <= 0 (error), or below 1e-5 where a Caffe raises it to 1e-5.
 
     eps keeps `sqrt(var + eps)` away from zero: 0 or less divides by zero on dead
-    channels. cuDNN clamps eps to at least 1e-5, so a smaller eps gives different
-    results on GPU and CPU (and in TensorRT, which also clamps).
+    channels. BVLC's own BatchNorm uses any eps above 0 as written, but cuDNN's
+    batch normalisation needs at least 1e-5 (CUDNN_BN_MIN_EPSILON), and Caffe forks
+    with a cuDNN BatchNorm raise a smaller eps to 1e-5: NVCaffe does so on GPU and
+    CPU (the net computes with 1e-5, not what the file says). So: a warning for
+    `portable` nets (the forks compute something else than BVLC Caffe), information
+    for `nvcaffe`, nothing for `bvlc`, `legacy` and `ssd`, whose BatchNorm has no
+    cuDNN path.
 
-    Bad:
+    Bad (portable):
         batch_norm_param { eps: 0 }
         batch_norm_param { eps: 1e-6 }
 
@@ -482,10 +559,19 @@ class BnEps(Rule):
         if not eps > 0:
             yield self.diag(ctx, f"BatchNorm '{layer.name}' eps is {eps:g}: must be > 0",
                             node, layer=layer, severity=Severity.ERROR)
-        elif eps < CUDNN_MIN_EPS and ctx.dialect != "nvcaffe":  # NVCaffe raises it to 1e-5
-            yield self.diag(ctx, f"BatchNorm '{layer.name}' eps {eps:g} is below cuDNN's "
-                            f"minimum 1e-5: GPU (cuDNN) and CPU results differ", node,
-                            layer=layer)
+            return
+        floor = ctx.dialect_info.bn_eps_floor
+        if eps >= CUDNN_MIN_EPS or floor is False:
+            return
+        if floor:
+            yield self.diag(ctx, f"BatchNorm '{layer.name}' eps {eps:g} is below 1e-5: "
+                            f"{ctx.dialect_info.fork or ctx.dialect} raises it to 1e-5, so "
+                            f"the net computes with 1e-5", node, layer=layer,
+                            severity=Severity.INFO)
+            return
+        yield self.diag(ctx, f"BatchNorm '{layer.name}' eps {eps:g} is below 1e-5: Caffe "
+                        f"forks with a cuDNN BatchNorm (NVCaffe) raise it to 1e-5 and "
+                        f"compute differently from BVLC Caffe", node, layer=layer)
 
 
 @register_rule
@@ -559,6 +645,10 @@ class BnForkDialect(Rule):
     layer altogether, so the weights do not load in BVLC Caffe ("Incompatible number of
     blobs ... (5 vs. 3)") and tools that expect BatchNorm + Scale misread them.
 
+    Only reported for nets read as BVLC Caffe (`portable`, `bvlc`, `legacy`): in a
+    net read in the fork's own dialect (detected, or given with `--dialect`) these
+    are the fork's layers and fields, and D001 already names the fork.
+
     Bad (for BVLC Caffe):
         batch_norm_param { scale_bias: true }
 
@@ -574,6 +664,9 @@ class BnForkDialect(Rule):
     INTEL = ("use_weight_bias", "bias_term")
 
     def check_layer(self, ctx, layer):
+        dialect = ctx.dialect_info
+        if dialect.fork and dialect.knows_layer_type(layer.type) and layer.type != "BatchNorm":
+            return  # the fork's own BatchNorm layer, in a net read in its dialect
         if layer.type == "BN":
             yield self.diag(ctx, f"layer '{layer.name}' uses the SegNet/ENet fork's \"BN\" "
                             f"type (affine inside the layer); BVLC Caffe has BatchNorm + "
@@ -584,7 +677,11 @@ class BnForkDialect(Rule):
 
         if holder is None or not isinstance(holder.value, Message):
             return
+        own = (dialect.schema().descriptor("BatchNormParameter").fields_by_name
+               if dialect.fork else {})
         for f in holder.value.fields:
+            if f.name in own:
+                continue  # the fork's own field, in a net read in its dialect
             fork = ("NVIDIA Caffe" if f.name in self.NVCAFFE else
                     "Intel Caffe" if f.name in self.INTEL else None)
             if fork:

@@ -98,7 +98,9 @@ class DuplicateLayerName(Rule):
     """Two layers with one name that are active in the same phase.
 
     Weights are matched to layers by name, so one of the two silently gets the
-    other's weights (or none). TRAIN and TEST variants of one layer are fine.
+    other's weights (or none): an error for layers with weights, information for
+    layers without (harmless, but confusing in logs). TRAIN and TEST variants of one
+    layer are fine.
 
     Bad:
         layer { name: "conv" type: "Convolution" bottom: "data" top: "c1" ... }
@@ -121,7 +123,7 @@ class DuplicateLayerName(Rule):
                 line = ctx.source.line_col(first[layer.name].node.start)[0]
                 has_params = (layer.type in known.PARAMETRIC_LAYER_TYPES
                               or len(layer.message.param))
-                severity = self.severity if has_params else Severity.WARNING
+                severity = self.severity if has_params else Severity.INFO
                 why = ("weights are matched by name, so one of them gets the other's weights"
                        if has_params else "harmless for a layer without weights, but "
                        "confusing in logs and tools")
