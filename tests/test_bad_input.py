@@ -385,7 +385,7 @@ def test_input_from_a_pipe(tmp_path):
 
 # --- --fix: only changed files, permissions kept ----------------------------------------------
 
-@pytest.mark.parametrize("mode", [0o640, 0o755, 0o444])
+@pytest.mark.parametrize("mode", [0o640, 0o755, 0o644])
 def test_fix_keeps_permissions_and_writes_only_changed_files(tmp_path, mode):
     bad = tmp_path / "bad.prototxt"
     shutil.copy(FIXABLE, bad)

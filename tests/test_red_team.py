@@ -165,3 +165,233 @@ def work_weights(tmp_path_factory):
 def test_the_command_table_covers_every_command():
     """The generic runs above go through every registered command."""
     assert {name for name, _ in active_rows()} == registered() - {"rules"}
+
+
+# --- data safety --------------------------------------------------------------------------------
+
+BN_NET = (INPUT_2x3 + 'layer { name: "conv" type: "Convolution" bottom: "data" top: "c" '
+          'convolution_param { num_output: 2 kernel_size: 1 bias_term: false } }\n'
+          'layer { name: "bn" type: "BatchNorm" bottom: "c" top: "c" }\n')
+
+
+@pytest.fixture
+def bn_net(tmp_path):
+    """(net, weights) that `fold` folds."""
+    import numpy as np
+
+    from bnlint.caffe.weights import caffemodel_bytes
+
+    f = np.float32
+    weights = tmp_path / "w.caffemodel"
+    weights.write_bytes(caffemodel_bytes(None, {
+        "conv": [np.ones((2, 3, 1, 1), f)],
+        "bn": [np.zeros(2, f), np.ones(2, f), np.ones(1, f)]}))
+    return write(tmp_path, BN_NET), weights
+
+
+def test_no_output_may_overwrite_any_input(tmp_path, bn_net):
+    """to-deploy --weights W -o W replaced trained weights with prototxt text;
+    forward's --inputs and --input files were overwritten by -o."""
+    import numpy as np
+
+    net, weights = bn_net
+    npy, npz = tmp_path / "x.npy", tmp_path / "x.npz"
+    np.save(npy, np.zeros((2, 3, 2, 2), np.float32))
+    np.savez(npz, data=np.zeros((2, 3, 2, 2), np.float32))
+    cases = [(["to-deploy", str(net), "--weights", str(weights), "-o", str(weights)], weights),
+             (["forward", str(net), "--inputs", str(npz), "-o", str(npz)], npz),
+             (["forward", str(net), "--input", f"data={npy}", "-o", str(npy)], npy),
+             (["fold", str(net), "--weights", str(weights), "-o", str(tmp_path / "f.prototxt"),
+               "--weights-out", str(weights)], weights)]
+    for argv, victim in cases:
+        before = victim.read_bytes()
+        code, _, err = invoke(argv)
+        assert code == 2 and "would overwrite the input" in err, (argv, err)
+        assert victim.read_bytes() == before, argv
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def fails_on_call(monkeypatch, name: str, call: int, exc: BaseException):
+    """Make os.NAME raise `exc` on its `call`-th call (1-based)."""
+    import os
+
+    real = getattr(os, name)
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, name, fake)
+
+
+@pytest.mark.parametrize("failure", ["disk-full", "interrupt", "terminate"])
+@pytest.mark.parametrize("call", [1, 2])
+def test_fold_writes_both_outputs_or_neither(tmp_path, bn_net, monkeypatch, failure, call):
+    """fold wrote the .caffemodel before the .prototxt: a failure in between left new
+    weights beside the old net."""
+    import errno
+
+    net, weights = bn_net
+    out = tmp_path / "out"
+    out.mkdir()
+    old_net, old_weights = out / "f.prototxt", out / "f.caffemodel"
+    old_net.write_text("old net")
+    old_weights.write_bytes(b"old weights")
+    exc = {"disk-full": OSError(errno.ENOSPC, "No space left on device"),
+           "interrupt": KeyboardInterrupt(), "terminate": SystemExit(143)}[failure]
+    fails_on_call(monkeypatch, "fsync", call, exc)
+    code, _, err = invoke(["fold", str(net), "--weights", str(weights), "-o", str(old_net)])
+    monkeypatch.undo()
+    assert code == {"disk-full": 2, "interrupt": 130, "terminate": 143}[failure], err
+    assert old_net.read_text() == "old net" and old_weights.read_bytes() == b"old weights"
+    assert sorted(p.name for p in out.iterdir()) == ["f.caffemodel", "f.prototxt"]
+
+
+@pytest.mark.parametrize("output", ["{dir}", "{dir}/"])
+def test_fold_to_a_directory_writes_nothing(tmp_path, bn_net, output):
+    net, weights = bn_net
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    code, _, err = invoke(["fold", str(net), "--weights", str(weights),
+                           "-o", output.format(dir=folder)])
+    assert code == 2 and "directory" in err, err
+    assert list(folder.iterdir()) == []
+    assert not (tmp_path / "dir.caffemodel").exists()
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
+    """SIGKILL mid-write leaves `.NAME.bnlint-PID.XXXX.tmp`; the next write to NAME
+    removes those whose process is gone, and only those."""
+    import os
+
+    net = write(tmp_path, INPUT_2x3)
+    dead = tmp_path / ".out.json.bnlint-999999999.abcd1234.tmp"     # beyond pid_max
+    alive = tmp_path / f".out.json.bnlint-{os.getppid()}.abcd1234.tmp"
+    other = tmp_path / ".other.json.bnlint-999999999.abcd1234.tmp"
+    for path in (dead, alive, other):
+        path.write_text("partial")
+    code, _, err = invoke(["convert", str(net), "-o", str(tmp_path / "out.json")])
+    assert code == 0, err
+    assert not dead.exists() and alive.exists() and other.exists()
+
+
+@pytest.mark.parametrize("argv", [["check", "--fix", "--select", "BN001", "{f}"],
+                                  ["upgrade", "--in-place", "{f}"]])
+def test_a_read_only_file_is_not_replaced(tmp_path, argv):
+    import os
+    import shutil
+    import stat
+
+    from conftest import FIXTURES
+
+    f = tmp_path / "ro.prototxt"
+    shutil.copy(FIXTURES / "rules" / ("bn001_not_frozen.prototxt" if "check" in argv
+                                      else "n006_legacy.prototxt"), f)
+    f.chmod(0o444)
+    before = f.read_bytes(), os.stat(f).st_ino
+    code, _, err = invoke([a.format(f=f) for a in argv])
+    assert code == 2 and f"{f}: is read-only" in err, err
+    assert (f.read_bytes(), os.stat(f).st_ino) == before
+    assert stat.S_IMODE(f.stat().st_mode) == 0o444
+
+
+def test_fix_keeps_hard_links(tmp_path):
+    """A file with two names stays one file: written in place once its temporary copy
+    is complete."""
+    import os
+    import shutil
+
+    from conftest import FIXTURES
+
+    f = tmp_path / "a.prototxt"
+    shutil.copy(FIXTURES / "rules" / "bn001_not_frozen.prototxt", f)
+    link = tmp_path / "b.prototxt"
+    os.link(f, link)
+    code, _, err = invoke(["check", "--fix", "--select", "BN001", str(f)])
+    assert code == 0, err
+    assert os.path.samefile(f, link) and os.stat(f).st_nlink == 2
+    assert link.read_text().count("param { lr_mult: 0 decay_mult: 0 }") == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# --- the process: stdout, signals ---------------------------------------------------------------
+
+def bnlint_process(args, **kwargs):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), **kwargs.pop("env", {}))
+    return subprocess.Popen([sys.executable, "-m", "bnlint", *args], env=env, **kwargs)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("args", [["check", "{net}"], ["convert", "{net}", "--to", "json"],
+                                  ["info", "{net}"], ["rules"], ["upgrade", "{net}"],
+                                  ["to-deploy", "{net}"], ["forward", "{net}"]])
+def test_a_full_stdout_is_exit_2_cannot_write(tmp_path, args):
+    import subprocess
+
+    net = write(tmp_path, BN_NET)
+    with open("/dev/full", "wb") as full:
+        proc = bnlint_process([a.format(net=net) for a in args], stdout=full,
+                              stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert b"<stdout>: cannot write: No space left on device" in err
+    assert b"Traceback" not in err
+
+
+def test_a_short_write_to_stdout_is_continued(tmp_path):
+    """PYTHONUNBUFFERED=1 and a non-blocking pipe: Python's text layer dropped what a
+    short write left over, and the command exited 0 with a truncated output."""
+    import fcntl
+    import os
+    import subprocess
+    import time
+
+    net = write(tmp_path, "".join(
+        f'layer {{ name: "relu{i}" type: "ReLU" bottom: "data" top: "data" }}\n'
+        for i in range(3000)))
+    expected = invoke(["convert", str(net), "--to", "json"])[1].encode()
+    assert len(expected) > 200_000
+    read_end, write_end = os.pipe()
+    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    proc = bnlint_process(["convert", str(net), "--to", "json"], stdout=write_end,
+                          stderr=subprocess.PIPE, env={"PYTHONUNBUFFERED": "1"})
+    os.close(write_end)
+    time.sleep(1.0)       # let the writer fill the pipe and meet EAGAIN
+    received = b""
+    while chunk := os.read(read_end, 1 << 16):
+        received += chunk
+    os.close(read_end)
+    proc.wait(timeout=120)
+    assert (proc.returncode, received == expected) == (0, True), proc.stderr.read()
+
+
+@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.3])
+def test_a_signal_while_starting_is_a_quiet_exit(tmp_path, signame, code, delay):
+    """Ctrl-C in the first 0.3 s (imports, before the main guard) printed a traceback;
+    SIGTERM killed the process without its cleanup."""
+    import signal
+    import subprocess
+    import time
+
+    net = write(tmp_path, BN_NET)
+    proc = bnlint_process(["forward", str(net)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    time.sleep(delay)
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=120)
+    # before the interpreter runs any of bnlint (its own start-up takes about 20 ms
+    # here, more on a loaded machine), the signal's default action ends it
+    early = (-getattr(signal, signame),) if delay < 0.2 else ()
+    assert proc.returncode in (0, code) + early, err
+    assert b"Traceback" not in err and b"internal error" not in err

@@ -7,7 +7,10 @@ leaves a half-written file or touches its input.
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import signal
 import stat
 import sys
 from pathlib import Path
@@ -90,33 +93,116 @@ def read_text(path: str) -> SourceFile:
 
 def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),
                  in_place: bool = False, in_place_option: bool = False) -> None:
-    """Write to a temporary file in the target's folder, then rename over the target.
+    """One output, written as `Outputs` writes several (see there)."""
+    outputs = Outputs(inputs, in_place_option=in_place_option)
+    outputs.add(path, data, in_place=in_place)
+    outputs.commit()
 
-    Refuses to overwrite one of `inputs` unless `in_place`; keeps an existing
-    target's permission bits.
+
+class Outputs:
+    """All the outputs of one command: each checked when added, all written at `commit`.
+
+    A file is written to a temporary file beside it (`.NAME.bnlint-PID.XXXX.tmp`), and
+    only when every temporary file is complete are they renamed over their targets, so
+    on any failure none of the outputs appears and the old files stay as they were.
+    Refused: an output that is one of `inputs` (unless `in_place`), a directory, a
+    missing folder, a read-only file. A file with several hard links is written in
+    place once its temporary copy is complete, so the links stay one file.
     """
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    if path == STDIO:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
+
+    def __init__(self, inputs: tuple[str, ...] = (), *, in_place_option: bool = False) -> None:
+        self.inputs = tuple(i for i in inputs if i)
+        self.in_place_option = in_place_option
+        self._pending: list[tuple[str, bytes]] = []
+
+    def check(self, path: str, *, in_place: bool = False) -> None:
+        """Refuse an output path before any work is done (also done by `add`)."""
+        if path == STDIO:
+            return
+        if not in_place:
+            for inp in self.inputs:
+                if inp != STDIO and _same_file(inp, path):
+                    which = "" if inp == path else f" {inp}"
+                    raise BnlintError(f"output would overwrite the input{which}; choose "
+                                      f"another -o" + (" or pass --in-place"
+                                                       if self.in_place_option else ""),
+                                      path=path)
+        target = Path(path)
+        if target.is_dir() or path.endswith(os.sep):
+            raise BnlintError("output path is a directory", path=path)
+        folder = target.parent if str(target.parent) else Path(".")
+        if not folder.is_dir():
+            raise BnlintError(f"output folder {str(folder)!r} does not exist", path=path)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise BnlintError(f"cannot write: {err.strerror or err}", path=path) from None
+        if stat.S_ISREG(info.st_mode) and not info.st_mode & 0o222:
+            raise BnlintError("is read-only; not replaced (make it writable first, e.g. "
+                              "chmod u+w)", path=path)
+
+    def add(self, path: str, data: bytes | str, *, in_place: bool = False) -> None:
+        self.check(path, in_place=in_place)
+        if any(_same_file(path, other) for other, _ in self._pending if other != STDIO) \
+                and path != STDIO:
+            raise BnlintError("two outputs of this command name the same file", path=path)
+        self._pending.append((path, data.encode("utf-8") if isinstance(data, str) else data))
+
+    def commit(self) -> None:
+        files = [(path, data) for path, data in self._pending if path != STDIO]
+        staged: list[_Staged] = []
+        try:
+            for path, data in files:
+                staged.append(_stage(path, data))
+            with _signals_held():
+                for item in staged:
+                    item.finish()
+        except BaseException:
+            for item in staged:
+                item.discard()
+            raise
+        for path, data in self._pending:
+            if path == STDIO:
+                write_stdout(data)
+        self._pending = []
+
+
+class _Staged:
+    """A complete temporary file, or a special file (device, pipe) written at the end."""
+
+    def __init__(self, path: str, data: bytes, tmp: str | None, target: Path,
+                 linked: bool) -> None:
+        self.path, self.data, self.tmp, self.target, self.linked = path, data, tmp, target, linked
+
+    def finish(self) -> None:
+        try:
+            if self.tmp is None:
+                _write_special(self.path, self.data)
+            elif self.linked:
+                _write_in_place(self.target, self.data)
+                os.unlink(self.tmp)
+            else:
+                os.replace(self.tmp, self.target)
+            self.tmp = None
+        except OSError as err:
+            raise BnlintError(f"cannot write: {err.strerror or err}", path=self.path) from None
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+            self.tmp = None
+
+
+def _stage(path: str, data: bytes) -> _Staged:
     target = Path(path)
-    if not in_place:
-        for inp in inputs:
-            if inp != STDIO and _same_file(inp, path):
-                raise BnlintError("output would overwrite the input; choose another -o"
-                                  + (" or pass --in-place" if in_place_option else ""),
-                                  path=path)
-    if target.is_dir():
-        raise BnlintError("output path is a directory", path=path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise BnlintError(f"output folder {str(folder)!r} does not exist", path=path)
-    mode = None
+    mode, linked = None, False
     try:
         info = os.stat(path)
-        mode = stat.S_IMODE(info.st_mode)
     except FileNotFoundError:
         pass
     except OSError as err:
@@ -125,21 +211,24 @@ def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),
         if not stat.S_ISREG(info.st_mode):
             # /dev/null, a FIFO, `-o >(gzip > f)`: renaming over it would replace the
             # device or pipe with a plain file, so it is written to as it is
-            _write_special(path, data)
-            return
-    import tempfile
-
+            return _Staged(path, data, None, target, False)
+        mode, linked = stat.S_IMODE(info.st_mode), info.st_nlink > 1
     if target.is_symlink():
         # write through the link: the temporary file must sit beside the real file,
         # or the final rename would cross file systems
         target = target.resolve()
-        folder = target.parent
+    folder = target.parent if str(target.parent) else Path(".")
+    remove_stale_temporaries(folder, target.name)
+    import tempfile
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(target.name), suffix=".tmp",
+                                   dir=folder)
     except PermissionError:
         raise BnlintError("permission denied (cannot write in its folder)", path=path) from None
     except OSError as err:
         raise BnlintError(f"cannot write: {err.strerror or err}", path=path) from None
+    staged = _Staged(path, data, tmp, target, linked)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -150,16 +239,169 @@ def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),
             os.umask(umask)
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        staged.discard()
         if isinstance(exc, OSError):
             # disk full, quota, a read-only or vanished folder: the target is untouched
             raise BnlintError(f"cannot write: {exc.strerror or exc}", path=path) from None
         raise
+    return staged
+
+
+def _write_in_place(target: Path, data: bytes) -> None:
+    """Overwrite a hard-linked file's contents (its temporary copy proved the space)."""
+    with open(target, "r+b") as fh:
+        fh.write(data)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+# Temporary files are `.NAME.bnlint-PID.XXXXXXXX.tmp`: a run killed with SIGKILL
+# cannot remove its own, so the next write to NAME removes those whose process is gone.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.bnlint-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp")
+
+
+def _temporary_prefix(name: str) -> str:
+    return f".{name}.bnlint-{os.getpid()}."
+
+
+def remove_stale_temporaries(folder: Path, name: str) -> None:
+    """Remove the temporary files of NAME left by bnlint runs that no longer exist."""
+    prefix = f".{name}.bnlint-"
+    try:
+        entries = [e for e in os.listdir(folder) if e.startswith(prefix) and e.endswith(".tmp")]
+    except OSError:
+        return
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry)
+        if match is None or match["name"] != name or _alive(int(match["pid"])):
+            continue
+        try:
+            os.unlink(folder / entry)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+class _signals_held:  # noqa: N801  (a context manager used like a function)
+    """Ctrl-C and SIGTERM wait until the renames of one commit are all done."""
+
+    _SIGNALS = {getattr(signal, n) for n in ("SIGINT", "SIGTERM") if hasattr(signal, n)}
+
+    def __enter__(self):
+        self.held = False
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+            self.held = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
+
+
+def write_stdout(data: bytes | str) -> None:
+    """All of `data` on stdout, or BnlintError: a write that fails (`> /dev/full`) or
+    stops short (an unbuffered or non-blocking stdout) is never taken for success."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    try:
+        sys.stdout.flush()
+        stream = sys.stdout.buffer
+        stream.flush()
+        fileno = _fileno(stream)
+        if fileno is None:
+            stream.write(data)
+            stream.flush()
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fileno, view[:1 << 30])
+            except BlockingIOError:
+                import select
+
+                select.select([], [fileno], [])
+                continue
+            except InterruptedError:
+                continue
+            view = view[written:]
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        raise BnlintError(f"cannot write: {err.strerror or err}", path="<stdout>") from None
+
+
+class _WholeWrites(io.RawIOBase):
+    """stdout's file descriptor, written in full: a short write (an unbuffered stdout,
+    PYTHONUNBUFFERED=1) is continued and a non-blocking one waits, where Python's own
+    text layer would drop the rest."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            try:
+                done += os.write(self._fd, view[done:done + (1 << 30)])
+            except BlockingIOError:
+                import select
+
+                select.select([], [self._fd], [])
+            except InterruptedError:
+                continue
+        return done
+
+    def close(self) -> None:      # the descriptor stays open: it is the process's stdout
+        super().close()
+
+
+def install_whole_stdout() -> None:
+    """Make the process's stdout write everything or raise (see `_WholeWrites`)."""
+    old = sys.stdout
+    if old is None or old is not sys.__stdout__:
+        return                    # redirected in-process (tests): left as it is
+    fd = _fileno(old)
+    if fd is None:
+        return
+    try:
+        old.flush()
+    except OSError:
+        return
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(_WholeWrites(fd)), encoding=old.encoding, errors=old.errors,
+        line_buffering=old.line_buffering, write_through=getattr(old, "write_through", False))
+
+
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _write_special(path: str, data: bytes) -> None:

@@ -75,10 +75,36 @@ def _print_undecodable_names() -> None:
             pass
 
 
+def _stdout_failed() -> OSError | None:
+    """The error of writing stdout, if it cannot take what was printed (`> /dev/full`)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return None
+    except OSError as err:
+        return err
+    return None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's flush at exit has nothing to complain of."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
+    from bnlint.files import install_whole_stdout
+
+    install_whole_stdout()
     _print_undecodable_names()
     try:
         code = cli.main(args=argv, prog_name="bnlint", standalone_mode=False)
+        failed = _stdout_failed()
+        if failed is not None:
+            raise failed
     except BnlintError as err:
         report_error(err)
         sys.exit(err.exit_code)
@@ -94,9 +120,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         # stdout closed early (`bnlint ... | head`): not an error of ours.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         sys.exit(1)
+    except OSError as exc:
+        failed = _stdout_failed()
+        if failed is None:
+            _internal_error(exc)
+        # stdout on a full disk (`> /dev/full`), a vanished mount: what was printed is lost
+        report_error(BnlintError(f"cannot write: {failed.strerror or failed}",
+                                 path="<stdout>"))
+        _silence_stdout()
+        sys.exit(EXIT_BAD_INPUT)
     except MemoryError as exc:
         # a blob or weights file too big for this machine: a limit of the input, not a bug
         why = str(exc) or "the input needs more memory than is available"
@@ -107,10 +141,14 @@ def main(argv: list[str] | None = None) -> None:
                    "(please report it)", err=True)
         sys.exit(EXIT_INTERNAL)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        if os.environ.get("BNLINT_DEBUG"):
-            raise
-        click.echo(f"bnlint: internal error: {type(exc).__name__}: {exc}\n"
-                   f"This is a bug in bnlint; set BNLINT_DEBUG=1 for the traceback and "
-                   f"please report it.", err=True)
-        sys.exit(EXIT_INTERNAL)
+        _internal_error(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _internal_error(exc: BaseException) -> None:
+    if os.environ.get("BNLINT_DEBUG"):
+        raise exc
+    click.echo(f"bnlint: internal error: {type(exc).__name__}: {exc}\n"
+               f"This is a bug in bnlint; set BNLINT_DEBUG=1 for the traceback and "
+               f"please report it.", err=True)
+    sys.exit(EXIT_INTERNAL)

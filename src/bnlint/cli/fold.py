@@ -72,7 +72,7 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
     """
     from bnlint.caffe.load import parse_text
     from bnlint.caffe.weights import read_weights
-    from bnlint.files import read_text, write_atomic
+    from bnlint.files import Outputs, read_text
     from bnlint.transform.fold import AS_SCALE, CONVERTED, FOLDED, KEPT, fold
 
     choice = check_dialect_options(dialect, proto) or "auto"
@@ -83,6 +83,9 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
     weights_out = weights_out or _default_weights_out(output)
     if weights_out == output:
         raise click.UsageError("-o and --weights-out name the same file")
+    outputs = Outputs((net_path, weights_path))
+    outputs.check(weights_out)
+    outputs.check(output)
     text_file = parse_text(read_text(net_path), dialect=choice)
     # In the net's dialect: a fork's BlobProto may carry fields BVLC's lacks.
     schema = text_file.dialect.schema() if text_file.dialect is not None else None
@@ -114,8 +117,8 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
             echo(f"note: {', '.join(result.verification.noise_limited)} matched only net of "
                  f"rounding noise: the input net itself moves that much when its inputs move "
                  f"by 4 float32 ulps (BatchNorm variances near 0 amplify rounding)")
-    inputs = (net_path, weights_path)
-    write_atomic(weights_out, result.caffemodel, inputs=inputs)
-    write_atomic(output, plan.text, inputs=inputs)
+    outputs.add(weights_out, result.caffemodel)     # both appear, or neither
+    outputs.add(output, plan.text)
+    outputs.commit()
     if output != "-":
         echo(f"wrote {output} and {weights_out}")

@@ -246,6 +246,12 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
     from bnlint.forward.executor import load_network
 
     keep = _parse_blobs(blobs_spec)
+    inputs_used = ((net_path, weights_path, inputs_npz)
+                   + tuple(text.partition("=")[2] for text in named_inputs))
+    if output:
+        from bnlint.files import Outputs
+
+        Outputs(inputs_used).check(output)     # before the run, not after it
     arrays = read_inputs(inputs_npz, named_inputs)
     shapes = merged_input_shapes(arrays, input_shapes)
     network = load_network(net_path, weights_path, state=net_state(phase),
@@ -271,5 +277,4 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
     console.print(f"{net_path}: {title} ({network.state})", highlight=False)
     console.print(blob_table(blobs))
     if output:
-        inputs_used = (net_path,) + ((weights_path,) if weights_path else ())
         save_npz(output, blobs, inputs_used)

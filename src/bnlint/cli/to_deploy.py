@@ -59,10 +59,12 @@ def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, 
     """
     from bnlint.caffe.load import parse_text
     from bnlint.caffe.phase import Phase
-    from bnlint.files import read_text, write_atomic
+    from bnlint.files import Outputs, read_text, write_atomic
     from bnlint.transform import reparse
     from bnlint.transform.deploy import DeployOptions, compare_deploy, to_deploy
 
+    if output:
+        Outputs((train_path, check_path, weights)).check(output)
     source = read_text(train_path)
     text_file = parse_text(source)
     options = DeployOptions(phase=Phase.parse(phase) if phase else None, stages=tuple(stages),
@@ -84,8 +86,7 @@ def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, 
     if weights:
         _warn_missing_weights(reparse(text_file, result.text), weights, keep_fillers)
     if output:
-        write_atomic(output, result.text,
-                     inputs=(train_path,) + ((check_path,) if check_path else ()))
+        write_atomic(output, result.text, inputs=(train_path, check_path, weights))
     if reference is None:
         if not output:
             write_atomic("-", result.text)
