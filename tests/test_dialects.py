@@ -249,12 +249,44 @@ def test_no_fork_fields_is_portable_and_unknown_fields_stay_unknown():
     assert d.unknown == (("layer.frobnicate_param", 18),)
 
 
-def test_mixed_forks_pick_the_one_knowing_most():
+def test_mixed_forks_combine_the_one_knowing_most_first():
     d = _detect('layer { roi_pooling_param { pooled_h: 7 } }\n'
                 'layer { smooth_l1_loss_param { sigma: 3 } }\n'
                 'layer { pooling_param { ceil_mode: false } }')
-    assert d.dialect.name == "frcnn"
-    assert [p for p, _ in d.unknown] == ["layer.pooling_param.ceil_mode"]
+    assert d.dialect.name == "frcnn+ceil" and d.dialect.parts == ("frcnn", "ceil")
+    assert not d.unknown and len(d.evidence) == 3 and d.strong
+    assert d.dialect.pooling == "ceil_mode"
+    assert {"ROIPooling", "ConvolutionDepthwise"} <= d.dialect.layer_types
+    # the combined schema has both forks' fields; ceil_mode takes round_mode's number
+    pooling = d.dialect.schema().descriptor("PoolingParameter").fields_by_name
+    assert pooling["ceil_mode"].number == 13 and "round_mode" not in pooling
+    assert "roi_pooling_param" in d.dialect.schema().descriptor("LayerParameter").fields_by_name
+    doc = parse_text(SourceFile("n", 'layer { roi_pooling_param { pooled_h: 7 } }\n'
+                                     'layer { pooling_param { ceil_mode: false } }'))
+    assert doc.dialect is get_dialect("frcnn+ceil") and not doc.problems
+    assert doc.message.layer[1].pooling_param.ceil_mode is False
+    assert doc.message.layer[0].roi_pooling_param.pooled_h == 7
+
+
+@pytest.mark.parametrize("text, name, strong", [
+    # one incidental field: weak (GoogLeNet-BN's data_param.shuffle, BVLC's first
+    # BatchNorm example's bn_param in a BatchNorm layer)
+    ('layer { type: "Data" data_param { shuffle: true } }', "nvcaffe", False),
+    ('layer { type: "BatchNorm" bn_param { scale_filler { value: 1 } } }', "segnet", False),
+    ('layer { type: "Data" transform_param { resize_param { height: 300 } } }', "ssd", False),
+    # a layer type of the fork, several of its fields, or a field that changes what
+    # a BVLC layer computes: strong
+    ('layer { type: "BN" bn_param { bn_mode: INFERENCE } }', "segnet", True),
+    ('layer { type: "Data" transform_param { resize_param { height: 300 } '
+     'emit_constraint { emit_type: CENTER } } }', "ssd", True),
+    ('layer { type: "Pooling" pooling_param { ceil_mode: false } }', "ceil", True),
+    ('layer { type: "BatchNorm" batch_norm_param { scale_bias: true } }', "nvcaffe", True),
+    ('layer { type: "ShuffleChannel" shuffle_channel_param { group: 3 } }', "shufflenet",
+     True),
+])
+def test_detection_weighs_its_evidence(text, name, strong):
+    d = _detect(text)
+    assert (d.dialect.name, d.strong) == (name, strong)
 
 
 def test_parse_text_records_the_dialect():
@@ -283,7 +315,7 @@ CORPUS_TABLE = [
      "segnet", []),
     ("ShuffleNet/*", "shufflenet", []),
     ("caffe-model/det__faster_rcnn__*mobilenet*", "frcnn", []),
-    ("caffe-model/det__faster_rcnn__*resnet18*", "frcnn", ["layer.pooling_param.ceil_mode"]),
+    ("caffe-model/det__faster_rcnn__*resnet18*", "frcnn+ceil", []),
 ]
 
 

@@ -62,6 +62,11 @@ class Dialect:
     fork: str | None = None              # human name of the fork, None for BVLC
     layer_types: frozenset[str] = frozenset()   # layer types beyond BVLC's
     source: str = ""                     # where the schema facts come from
+    #: fields that alone show a net is written for the fork (they change what a
+    #: BVLC layer computes), as path suffixes: strong evidence for `detect_dialect`
+    defining: tuple[str, ...] = ()
+    #: the bundled forks a combined dialect is made of (empty for a single one)
+    parts: tuple[str, ...] = ()
 
     def schema(self) -> Schema:
         """The dialect's schema (loaded once, then cached)."""
@@ -126,13 +131,17 @@ _DIALECTS = (
                    "caffe.proto"),
     Dialect("ceil", "ceil-mode pooling forks: PoolingParameter.ceil_mode (bool, default "
             "true) at BVLC's round_mode number 13", _bundled("ceil"), pooling="ceil_mode",
-            fork=known.CEIL, source="BVLC/caffe PR #3057; brocolli-caffe 9.0.2 caffe.proto"),
+            fork=known.CEIL, source="BVLC/caffe PR #3057; brocolli-caffe 9.0.2 caffe.proto",
+            defining=("pooling_param.ceil_mode",)),
     Dialect("nvcaffe", "NVIDIA Caffe 0.17: BatchNorm with scale and bias inside (5 blobs), "
             "FP16 storage, SSD's layers", _bundled("nvcaffe"), bn_stats_masked=True,
             bn_eps_floor=True,
             fork=known.NVCAFFE, layer_types=SSD_LAYER_TYPES,
             source="NVIDIA/caffe@6e8194f caffe.proto; its batch_norm_layer.cpp LayerSetUp "
-                   "forces lr_mult 0 and decay_mult 0 on blobs 0-2"),
+                   "forces lr_mult 0 and decay_mult 0 on blobs 0-2",
+            defining=("batch_norm_param.scale_bias", "batch_norm_param.scale_filler",
+                      "batch_norm_param.bias_filler", "layer.forward_type",
+                      "layer.backward_type", "layer.forward_math", "layer.backward_math")),
 )
 DIALECTS: dict[str, Dialect] = {d.name: d for d in _DIALECTS}
 PORTABLE = DIALECTS["portable"]
@@ -145,11 +154,52 @@ def dialect_names() -> tuple[str, ...]:
 
 
 def get_dialect(name: str) -> Dialect:
+    """A bundled dialect by name; "frcnn+ceil" combines forks (see `combine`)."""
+    if "+" in name and all(part in DIALECTS and DIALECTS[part].fork
+                           for part in name.split("+")):
+        return combine(tuple(name.split("+")))
     try:
         return DIALECTS[name]
     except KeyError:
         raise BnlintError(f"unknown dialect {name!r} (one of {AUTO}, "
                           f"{', '.join(DIALECTS)})") from None
+
+
+@functools.cache
+def combine(names: tuple[str, ...]) -> Dialect:
+    """One dialect for a net written for several bundled forks at once (a Faster
+    R-CNN fork with ceil-mode pooling): the first fork's schema plus what only the
+    others have (caffe/combine.py), their layer types together, and the BatchNorm
+    semantics they agree on (unknown where they differ)."""
+    if len(names) == 1:
+        return DIALECTS[names[0]]
+    parts = [DIALECTS[n] for n in names]
+
+    def agreed(attr: str):
+        values = {getattr(p, attr) for p in parts}
+        return values.pop() if len(values) == 1 else None
+
+    return Dialect("+".join(names), "; ".join(p.description for p in parts),
+                   functools.partial(_combined_schema, names),
+                   bn_stats_masked=agreed("bn_stats_masked"),
+                   bn_eps_floor=agreed("bn_eps_floor"),
+                   pooling="ceil_mode" if any(p.pooling == "ceil_mode" for p in parts)
+                   else "round_mode",
+                   fork=" and ".join(p.fork for p in parts),
+                   layer_types=frozenset().union(*(p.layer_types for p in parts)),
+                   source="; ".join(p.source for p in parts),
+                   defining=tuple(f for p in parts for f in p.defining), parts=names)
+
+
+@functools.cache
+def _combined_schema(names: tuple[str, ...]) -> Schema:
+    from importlib import resources
+
+    from bnlint.caffe.combine import merged_descriptor_set
+
+    folder = resources.files("bnlint.caffe").joinpath("dialects")
+    data = merged_descriptor_set([folder.joinpath(f"{n}.binpb").read_bytes() for n in names])
+    return Schema.from_descriptor_set(data, "+".join(names), f"{names[0]}.proto")
 
 
 def resolve_dialect(choice: str | Dialect | None) -> Dialect | None:
@@ -168,6 +218,13 @@ def dialect_for_schema(schema: Schema) -> Dialect:
     for d in FORKS:
         if schema.name == d.name and schema is d.schema():
             return d
+    if "+" in schema.name:
+        try:
+            combined = get_dialect(schema.name)
+        except BnlintError:
+            combined = None
+        if combined is not None and combined.schema() is schema:
+            return combined
     return Dialect(schema.name, f"the schema {schema.name}", lambda: schema)
 
 
@@ -182,12 +239,17 @@ class Detection:
 
     `evidence`: the fields BVLC's schema does not know and the chosen dialect does
     (what gave the dialect away). `unknown`: the fields the chosen dialect does not
-    know either (they become E002 findings).
+    know either (they become E002 findings). `strong`: whether the evidence shows
+    the net is written for the fork (a layer type of the fork, several of its
+    fields, or one that changes what a BVLC layer computes) rather than one
+    incidental field; on weak evidence the net is read with the fork's schema but
+    checked with the portable rules.
     """
 
     dialect: Dialect
     evidence: tuple[Found, ...] = ()
     unknown: tuple[Found, ...] = ()
+    strong: bool = True
 
     @property
     def detected(self) -> bool:
@@ -205,21 +267,67 @@ def detect_dialect(tree: Document, kind: str = "NetParameter",
     No fields outside BVLC's schema: portable. Otherwise each fork's schema is
     tried: the one leaving the fewest unknown fields wins (ties go to the earlier
     fork in the registry), provided it knows at least one field BVLC does not.
+    While fields are left that another fork knows, the fork knowing most of them
+    joins (`combine`): forks of forks are read with both schemas.
     """
     if base is None:  # the caller may already know them, from converting under BVLC
         base = unknown_fields(tree, default_schema().descriptor(kind))
     if not base:
         return Detection(PORTABLE)
-    best = None
+    base_offsets = {offset for _, offset in base}
+    left_by: dict[str, list[Found]] = {}
+    known_by: dict[str, set[int]] = {}
     for dialect in FORKS:
         left = unknown_fields(tree, dialect.schema().descriptor(kind))
-        left_offsets = {offset for _, offset in left}
-        evidence = tuple(f for f in base if f[1] not in left_offsets)
-        if evidence and (best is None or len(left) < len(best[2])):
-            best = (dialect, evidence, tuple(left))
-    if best is None:
+        left_by[dialect.name] = left
+        known_by[dialect.name] = base_offsets - {offset for _, offset in left}
+    candidates = [d.name for d in FORKS if known_by[d.name]]
+    if not candidates:
         return Detection(PORTABLE, (), tuple(base))
-    return Detection(*best)
+    chosen = [min(candidates, key=lambda n: len(left_by[n]))]
+    covered = set(known_by[chosen[0]])
+    while True:
+        rest = [n for n in candidates if n not in chosen and known_by[n] - covered]
+        if not rest:
+            break
+        best = max(rest, key=lambda n: len(known_by[n] - covered))
+        chosen.append(best)
+        covered |= known_by[best]
+    dialect = combine(tuple(chosen))
+    left = (left_by[chosen[0]] if len(chosen) == 1
+            else unknown_fields(tree, dialect.schema().descriptor(kind)))
+    left_offsets = {offset for _, offset in left}
+    evidence = tuple(f for f in base if f[1] not in left_offsets)
+    return Detection(dialect, evidence, tuple(left), _strong(dialect, evidence, tree))
+
+
+def _strong(dialect: Dialect, evidence: tuple[Found, ...], tree) -> bool:
+    """A layer type of the fork, two or more of its fields, or one defining field."""
+    paths = {path for path, _ in evidence}
+    if len(paths) >= 2 or any(path.endswith(suffix) for path in paths
+                              for suffix in dialect.defining):
+        return True
+    return bool(_layer_types(tree) & dialect.layer_types)
+
+
+def _layer_types(tree) -> set[str]:
+    """The `type` strings of a net's layers (a solver's embedded net's), from the tree."""
+    from bnlint.syntax.nodes import ListValue, Message
+
+    holder = tree.get("net_param")
+    if holder is not None and isinstance(holder.value, Message):
+        tree = holder.value
+    types: set[str] = set()
+    for f in tree.fields:
+        if f.name not in ("layer", "layers"):
+            continue
+        items = f.value.items if isinstance(f.value, ListValue) else [f.value]
+        for item in items:
+            if isinstance(item, Message):
+                t = item.get("type")
+                if t is not None and getattr(t.value, "text", None):
+                    types.add(t.value.text.strip("\"'"))
+    return types
 
 
 def unknown_fields(node: Document | Message, descriptor, path: str = "") -> list[Found]:

@@ -30,15 +30,24 @@ class LintContext:
         "auto" the detected fork, or "portable" when the net has no fork fields."""
         return self.dialect_info.name
 
-    @property
+    @cached_property
     def dialect_info(self) -> "Dialect":
-        """The Dialect itself: schema, BatchNorm masking, pooling rounding, layer types."""
+        """The Dialect the rules follow: schema, BatchNorm masking, pooling rounding,
+        layer types. A fork detected on weak evidence (one incidental field) lends
+        its schema only: the rules stay those of `portable`."""
+        from dataclasses import replace
+
         from bnlint.caffe.dialects import PORTABLE, get_dialect
 
-        if self.text_file.dialect is not None:
-            return self.text_file.dialect
-        choice = self.config.dialect
-        return PORTABLE if choice == "auto" else get_dialect(choice)
+        dialect = self.text_file.dialect
+        if dialect is None:
+            choice = self.config.dialect
+            return PORTABLE if choice == "auto" else get_dialect(choice)
+        detection = self.text_file.detection
+        if detection is not None and detection.detected and not detection.strong:
+            return replace(dialect, bn_stats_masked=PORTABLE.bn_stats_masked,
+                           bn_eps_floor=PORTABLE.bn_eps_floor, fork=None)
+        return dialect
 
     @cached_property
     def locator(self):

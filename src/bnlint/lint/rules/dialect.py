@@ -20,6 +20,17 @@ class DialectDetected(Rule):
     or `dialect = "NAME"` in [tool.bnlint]) to make the choice explicit, or give
     your fork's schema with `--proto`.
 
+    A fork of a fork is read with both schemas: a Faster R-CNN net with ROI
+    pooling and ceil-mode pooling is read as `frcnn+ceil`.
+
+    The evidence is weighed: a layer type of the fork, several of its fields, or
+    one field that changes what a BVLC layer computes (`ceil_mode`, NVCaffe's
+    `scale_bias`) show a net written for the fork, and the rules follow the fork
+    (no BN001 where its BatchNorm freezes the statistics itself, no BN030 or N008
+    for its own layers). One incidental field (`data_param.shuffle`, which NVCaffe
+    has) is weak evidence: the finding says so, the field is read with the fork's
+    schema, and the rules stay those of `portable`.
+
     Example (read as the `ceil` dialect):
         pooling_param { pool: MAX kernel_size: 3 stride: 2 ceil_mode: false }
     """
@@ -38,7 +49,14 @@ class DialectDetected(Rule):
         if len(paths) > SHOWN_FIELDS:
             shown += f" and {len(paths) - SHOWN_FIELDS} more"
         path, offset = detection.evidence[0]
-        yield self.diag(ctx, f"read as the '{dialect.name}' dialect, {dialect.fork}: only its "
-                        f"schema has {shown}", start=offset,
+        if detection.strong:
+            schema = "their schemas have" if dialect.parts else "only its schema has"
+            message = f"read as the '{dialect.name}' dialect, {dialect.fork}: {schema} {shown}"
+        else:
+            message = (f"{shown} exists only in {dialect.fork}: read with the "
+                       f"'{dialect.name}' schema, but one incidental field does not make "
+                       f"a {dialect.name} net, so the portable rules apply (give "
+                       f"--dialect {dialect.name} if the net is for that fork)")
+        yield self.diag(ctx, message, start=offset,
                         end=offset + len(path.rsplit(".", 1)[-1]), dialect=dialect.name,
-                        fields=paths)
+                        fields=paths, strong=detection.strong)
