@@ -375,23 +375,90 @@ def test_a_short_write_to_stdout_is_continued(tmp_path):
     assert (proc.returncode, received == expected) == (0, True), proc.stderr.read()
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no named pipes")
 @pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
-@pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.3])
-def test_a_signal_while_starting_is_a_quiet_exit(tmp_path, signame, code, delay):
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.3, 1.0])
+def test_a_signal_at_any_time_is_a_quiet_exit(tmp_path, signame, code, delay):
     """Ctrl-C in the first 0.3 s (imports, before the main guard) printed a traceback;
-    SIGTERM killed the process without its cleanup."""
+    SIGTERM killed the process without its cleanup. The run waits on a pipe nobody
+    writes, so the signal always finds it running."""
+    import os
     import signal
     import subprocess
     import time
 
-    net = write(tmp_path, BN_NET)
-    proc = bnlint_process(["forward", str(net)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)
+    fifo = tmp_path / "never.prototxt"
+    os.mkfifo(fifo)
+    proc = bnlint_process(["check", str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(delay)
     proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
     # before the interpreter runs any of bnlint (its own start-up takes about 20 ms
     # here, more on a loaded machine), the signal's default action ends it
     early = (-getattr(signal, signame),) if delay < 0.2 else ()
-    assert proc.returncode in (0, code) + early, err
+    assert proc.returncode in (code,) + early, err
     assert b"Traceback" not in err and b"internal error" not in err
+
+
+# --- configuration files ------------------------------------------------------------------------
+
+DEEP_TOML = "select = " + "[" * 2000 + "]" * 2000 + "\n"
+
+
+@pytest.mark.parametrize("found", ["--config", "upward"])
+def test_a_config_nested_2000_deep(tmp_path, found):
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    net = write(folder, BN_NET)
+    config = tmp_path / ".bnlint.toml"
+    config.write_text(DEEP_TOML)
+    argv = ["check", str(net)] if found == "upward" else ["check", "--config", str(config),
+                                                          str(net)]
+    code, _, err = invoke(argv)
+    assert code == 2 and f"{config}: cannot read configuration: nested too deeply" in err, err
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/zero"), reason="no /dev/zero")
+def test_a_config_that_is_a_device(tmp_path):
+    net = write(tmp_path, BN_NET)
+    code, _, err = invoke(["check", "--config", "/dev/zero", str(net)])
+    assert code == 2 and "/dev/zero: is a device" in err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no named pipes")
+def test_a_config_that_is_a_pipe_does_not_block(tmp_path):
+    import os
+
+    net = write(tmp_path, BN_NET)
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    code, _, err = invoke(["check", "--config", str(fifo), str(net)])
+    assert code == 2 and f"{fifo}: is a pipe" in err
+
+
+def test_a_huge_config_is_refused_before_reading(tmp_path):
+    net = write(tmp_path, BN_NET)
+    config = tmp_path / "big.toml"
+    with open(config, "wb") as fh:
+        fh.truncate(3 << 30)          # sparse: 3 GiB of NULs, no disk used
+    code, _, err = invoke(["check", "--config", str(config), str(net)])
+    assert code == 2 and f"{config}: larger than" in err
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+def test_to_deploy_refuses_a_net_with_schema_errors(tmp_path):
+    """to-deploy wrote a deploy net Caffe refuses, and exited 0."""
+    net = write(tmp_path, INPUT_2x3 + (
+        'layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { '
+        'num_output: -4 kernel_size: 1 bias_term: true bias_term: false bogus: 3 } }\n'
+        'layer { name: "bn" type: "BatchNorm" bottom: "c" top: "c" '
+        'batch_norm_param { use_global_stats: maybe } }\n'))
+    out = tmp_path / "deploy.prototxt"
+    code, stdout, err = invoke(["to-deploy", str(net), "-o", str(out)])
+    assert code == 2 and not out.exists()
+    for line_col, word in (("2:", "num_output"), ("2:", "bias_term"), ("2:", "bogus"),
+                           ("3:", "use_global_stats")):
+        assert f"net.prototxt:{line_col}" in err and word in err, (word, err)
+    code, stdout, err = invoke(["to-deploy", str(net)])
+    assert code == 2 and stdout == ""

@@ -22,8 +22,9 @@ def _default_format(output: str | None, input_is_binary: bool) -> str:
     return "text"
 
 
-def schema_problems_error(doc) -> SchemaError:
-    """All of a file's schema problems in one error, located at the first."""
+def schema_problems_error(doc, cannot: str = "cannot convert faithfully") -> SchemaError:
+    """All of a file's schema problems in one error, located at the first; `cannot`
+    says what the command cannot do because of them."""
     first = doc.problems[0]
     lines = [first.message]
     for p in doc.problems[1:]:
@@ -31,9 +32,8 @@ def schema_problems_error(doc) -> SchemaError:
         lines.append(f"{doc.path}:{line}:{col}: {p.message}")
     more = len(doc.problems)
     return SchemaError("\n".join(lines) + (f"\n({more} problems; the net does not fit "
-                                           f"the schema, so it cannot be converted "
-                                           f"faithfully)" if more > 1 else
-                                           " (cannot convert faithfully)"),
+                                           f"the schema, so bnlint {cannot})" if more > 1
+                                           else f" ({cannot})"),
                        source=doc.source, offset=first.start)
 
 

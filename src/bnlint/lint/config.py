@@ -83,11 +83,39 @@ def _load_toml(path: Path) -> dict:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
+    data = _config_bytes(path)
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, ValueError) as err:
+        return tomllib.loads(data.decode("utf-8"))
+    except ValueError as err:        # TOMLDecodeError, UnicodeDecodeError
         raise BnlintError(f"cannot read configuration: {err}", path=str(path)) from None
+    except RecursionError:
+        raise BnlintError("cannot read configuration: nested too deeply",
+                          path=str(path)) from None
+
+
+# A configuration is a few lines; a bigger file is not one (`--config /dev/zero` read
+# without a limit filled the memory).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _config_bytes(path: Path) -> bytes:
+    """The file's bytes, with the guards of inputs (devices refused) and a pipe refused
+    too: a configuration that never ends or never comes would stall a pre-commit hook."""
+    import os
+    import stat
+
+    from bnlint.files import read_bytes
+
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = None              # read_bytes gives the message
+    if info is not None and stat.S_ISFIFO(info.st_mode):
+        raise BnlintError("is a pipe, not a configuration file", path=str(path))
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size > MAX_CONFIG_BYTES:
+        raise BnlintError(f"larger than {MAX_CONFIG_BYTES:,} bytes: not a bnlint "
+                          f"configuration", path=str(path))
+    return read_bytes(str(path))
 
 
 def find_config_file(start: Path) -> Path | None:
