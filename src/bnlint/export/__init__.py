@@ -1,0 +1,1 @@
+"""Exporters that take a Caffe net out of Caffe (one subpackage per target format)."""
