@@ -25,12 +25,9 @@ class ExportMismatch(BnlintError):
 
 def require_onnx() -> None:
     """onnx and onnxruntime, or a message that says how to get them (exit 2)."""
-    missing = []
-    for module in ("onnx", "onnxruntime"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
+    from importlib.util import find_spec
+
+    missing = [module for module in ("onnx", "onnxruntime") if find_spec(module) is None]
     if missing:
         raise BnlintError(f"bnlint export onnx needs {' and '.join(missing)}: pip install "
                           f"'bnlint[onnx]'")
