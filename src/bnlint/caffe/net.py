@@ -120,8 +120,10 @@ class NetView:
     def phases(self) -> list[Phase]:
         """The phases the file is written for: those its rules name, else both.
 
-        A net whose rules only ever say TRAIN is a training net: checking it under
-        TEST would report every TRAIN-only data layer as missing.
+        A net whose rules only ever say TRAIN and that has a TRAIN-only data layer is
+        a training net: checking it under TEST would report the missing input. When
+        the TRAIN-only layers are others (a Dropout, an auxiliary loss), the file is
+        still a train/val net and is checked under TEST too.
         """
         named: set[int] = set()
         for layer in self.layers:
@@ -137,6 +139,10 @@ class NetView:
         excluded = any(r.HasField("phase") for layer in self.layers for r in layer.message.exclude)
         trains = any(layer.type.endswith("Loss") and not len(layer.message.include)
                      and not len(layer.message.exclude) for layer in self.layers)
+        if only == Phase.TRAIN and not any(
+                is_data_layer(layer) for layer in self.layers
+                if any(r.HasField("phase") for r in layer.message.include)):
+            return [Phase.TEST, Phase.TRAIN]
         return [Phase.TEST, Phase.TRAIN] if excluded or (trains and only == Phase.TEST) \
             else [only]
 
@@ -347,7 +353,12 @@ class NetGraph:
 
     def _wire(self) -> None:
         latest: dict[str, Blob] = {}
+        produced = {top for lv in self.layers for top in lv.message.top}
         for inp in self.view.inputs:
+            if inp.shape is None and inp.name in produced:
+                # Caffe's upgrade drops net-level inputs that have no shape at all
+                # (input_shape / input_dim): a layer's top of that name is the blob
+                continue
             blob = Blob(inp.name, None, 0, shape=inp.shape)
             latest[inp.name] = blob
             self.inputs.append(blob)

@@ -1,3 +1,4 @@
 """Every rule module, imported once so that its @register_rule decorators run."""
 
-from bnlint.lint.rules import batchnorm, dialect, framework, schema, structure, weights  # noqa: F401
+from bnlint.lint.rules import (affine, batchnorm, dialect, framework, phases,  # noqa: F401
+                              schema, structure, weights)

@@ -34,6 +34,10 @@ class UnknownBottom(Rule):
 
     Caffe aborts with "Unknown bottom blob". A common cause: a layer included only in
     TRAIN produces a blob that a layer active in TEST consumes, or layers out of order.
+    The finding names the cause once, at the first layer that reads the blob: the
+    layer that produces it but is not active in that phase (a data layer included
+    only in TRAIN leaves the TEST net without input), or the later layer that
+    produces it, or the blob's name when no layer produces it.
 
     Bad:
         layer { name: "relu" type: "ReLU" bottom: "conv1" top: "conv1" }
@@ -45,7 +49,46 @@ class UnknownBottom(Rule):
     code = "N001"
     name = "unknown-bottom"
     severity = Severity.ERROR
-    check_net = _graph_problem_rule("unknown-bottom")
+
+    def check_net(self, ctx):
+        for graph in ctx.graphs:
+            active = {lv.index for lv in graph.layers}
+            groups: dict[tuple, list] = {}
+            for p in graph.problems:
+                if p.code != "unknown-bottom":
+                    continue
+                name = p.layer.bottoms[p.index]
+                # the producer Caffe would need: an inactive layer, else a later one
+                producers = [lv for lv in ctx.view.layers if name in lv.tops]
+                source = next((lv for lv in producers if lv.index not in active), None) or \
+                    next((lv for lv in producers if lv.index > p.layer.index), None)
+                key = ("layer", source.index) if source is not None else ("blob", name)
+                groups.setdefault(key, []).append((p, name, source))
+            for found in groups.values():
+                first, name, source = found[0]
+                blobs = list(dict.fromkeys(n for _, n, _ in found))
+                readers = list(dict.fromkeys(p.layer.name for p, _, _ in found))
+                yield self.diag(ctx, self._message(first, blobs, readers, source, active),
+                                _at(first.layer, "bottom", first.index),
+                                phases=(str(graph.state),), layer=first.layer)
+
+    @staticmethod
+    def _message(first, blobs, readers, source, active) -> str:
+        shown = " and ".join(f"'{b}'" for b in blobs[:3]) + (
+            f" and {len(blobs) - 3} more" if len(blobs) > 3 else "")
+        who = (f"layer '{readers[0]}'" if len(readers) == 1 else
+               f"{len(readers)} layers ('{readers[0]}', '{readers[1]}'"
+               + (", ..." if len(readers) > 2 else "") + ")")
+        if source is None:
+            return (f"unknown bottom blob {shown} (read by {who}): no earlier layer "
+                    f"produces it")
+        if source.index in active:
+            return (f"bottom blob {shown} is read by {who} before layer '{source.name}' "
+                    f"produces it: layers out of order")
+        it = "them" if len(blobs) > 1 else "it"
+        return (f"layer '{source.name}' ({source.type}), which produces {shown}, is not "
+                f"active in this phase (its include/exclude rules), so {who} cannot read "
+                f"{it}: Caffe aborts with \"Unknown bottom blob\"")
 
 
 @register_rule
