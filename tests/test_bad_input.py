@@ -544,10 +544,6 @@ def test_runners_with_the_weights_of_another_net(tmp_path, command):
 
 
 @needs("forward")
-@pytest.mark.xfail(strict=True, reason=(
-    "forward/ops/norm.py:101 takes np.sqrt of a negative stored variance: NumPy's "
-    "RuntimeWarning, with bnlint's source path, is what the user sees (and NaN outputs); "
-    "it should say which layer's variance is negative"))
 def test_forward_with_a_negative_variance_says_so(tmp_path):
     import warnings
 

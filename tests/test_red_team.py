@@ -462,3 +462,70 @@ def test_to_deploy_refuses_a_net_with_schema_errors(tmp_path):
         assert f"net.prototxt:{line_col}" in err and word in err, (word, err)
     code, stdout, err = invoke(["to-deploy", str(net)])
     assert code == 2 and stdout == ""
+
+
+# --- NumPy's RuntimeWarnings: an error naming the layer, or a note naming it -------------------
+
+DENSE = (INPUT_2x3 + 'layer { name: "conv" type: "Convolution" bottom: "data" top: "c" '
+         'convolution_param { num_output: 2 kernel_size: 1 bias_term: false } }\n'
+         'layer { name: "bn" type: "BatchNorm" bottom: "c" top: "c" {bn} }\n'
+         'layer { name: "fc" type: "InnerProduct" bottom: "c" top: "fc" '
+         'inner_product_param { num_output: 3 } }\n')
+
+
+def run_catching_warnings(argv):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = invoke(argv)
+    leaked = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert leaked == [], leaked
+    assert "RuntimeWarning" not in err and ".py:" not in err, err
+    return code, out, err
+
+
+def dense_weights(tmp_path, value: float, variance: float = 1.0):
+    import numpy as np
+
+    from bnlint.caffe.weights import caffemodel_bytes
+
+    f = np.float32
+    path = tmp_path / f"w{value}{variance}.caffemodel"
+    path.write_bytes(caffemodel_bytes(None, {
+        "conv": [np.full((2, 3, 1, 1), value, f)], "fc": [np.full((3, 8), value, f),
+                                                          np.zeros(3, f)],
+        "bn": [np.zeros(2, f), np.full(2, variance, f), np.ones(1, f)]}))
+    return path
+
+
+def test_a_negative_eps_with_stored_statistics_is_an_error(tmp_path):
+    net = write(tmp_path, DENSE.replace("{bn}", "batch_norm_param { eps: -2 }"))
+    weights = dense_weights(tmp_path, 1.0)
+    for argv in (["forward", str(net), "--weights", str(weights)],
+                 ["verify", str(net), str(net), "--weights", str(weights)]):
+        code, _, err = run_catching_warnings(argv)
+        assert code == 2 and "layer 'bn' (BatchNorm)" in err and "negative" in err, err
+
+
+def test_a_negative_eps_with_batch_statistics_is_a_note(tmp_path):
+    net = write(tmp_path, DENSE.replace(
+        "{bn}", "batch_norm_param { use_global_stats: false eps: -1 }"))
+    code, _, err = run_catching_warnings(["forward", str(net)])
+    assert code == 0 and "note: layer 'bn' (BatchNorm)" in err, err
+
+
+def test_overflow_in_dense_and_conv_maths_is_a_note(tmp_path):
+    net = write(tmp_path, DENSE.replace("{bn}", ""))
+    weights = dense_weights(tmp_path, 3e38)
+    code, _, err = run_catching_warnings(["forward", str(net), "--weights", str(weights)])
+    assert code == 0, err
+    assert "note: layer 'conv' (Convolution): overflow" in err
+    assert "note: layer 'fc' (InnerProduct): overflow" in err
+    for argv in (["verify", str(net), str(net), "--weights", str(weights)],
+                 ["fold", str(net), "--weights", str(weights), "-o",
+                  str(tmp_path / "f.prototxt")],
+                 ["fold", str(net), "--weights", str(weights), "--no-verify", "-o",
+                  str(tmp_path / "g.prototxt")]):
+        code, _, err = run_catching_warnings(argv)
+        assert code in (0, 1, 2), err

@@ -96,13 +96,36 @@ def _silence_stdout() -> None:
         pass
 
 
+class _warnings_as_notes:  # noqa: N801  (a context manager used like a function)
+    """Warnings (NumPy's overflow in a layer's maths, ...) shown once each, after the
+    command, as `bnlint: note: ...`: never as a warning about one of bnlint's source
+    lines."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catcher = warnings.catch_warnings(record=True)
+        self._caught = self._catcher.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._catcher.__exit__(*exc)
+        shown = set()
+        for caught in self._caught:
+            text = str(caught.message)
+            if text not in shown:
+                shown.add(text)
+                click.echo(f"bnlint: note: {text}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     from bnlint.files import install_whole_stdout
 
     install_whole_stdout()
     _print_undecodable_names()
     try:
-        code = cli.main(args=argv, prog_name="bnlint", standalone_mode=False)
+        with _warnings_as_notes():
+            code = cli.main(args=argv, prog_name="bnlint", standalone_mode=False)
         failed = _stdout_failed()
         if failed is not None:
             raise failed

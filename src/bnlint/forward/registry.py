@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 OPS: dict[str, type["Op"]] = {}
 
 
+class NumericWarning(RuntimeWarning):
+    """inf or NaN made by a layer's maths: shown to the user as a note naming the layer."""
+
+
 def register_op(*type_names: str) -> Callable[[type["Op"]], type["Op"]]:
     def deco(cls: type["Op"]) -> type["Op"]:
         for name in type_names:
@@ -41,7 +45,8 @@ class Op(ABC):
         self.type = layer.type
         self.blobs = list(blobs)
         self.phase = phase
-        self.setup(layer)
+        with self._numeric_notes():
+            self.setup(layer)
 
     def setup(self, layer) -> None:
         """Read the layer's parameters once (override)."""
@@ -53,13 +58,31 @@ class Op(ABC):
             raise ForwardError(f"layer '{self.name}' ({self.type}): takes {want} bottoms, "
                                f"got {len(bottoms)}")
         try:
-            return self._forward(list(bottoms))
+            with self._numeric_notes():
+                return self._forward(list(bottoms))
         except BnlintError as err:
             if f"layer '{self.name}'" in err.message:
                 raise
             raise ForwardError(f"layer '{self.name}' ({self.type}): {err.message}") from err
         except (ValueError, IndexError) as err:
             raise ForwardError(f"layer '{self.name}' ({self.type}): {err}") from err
+
+    def _numeric_notes(self):
+        """NumPy's floating-point warnings (overflow, invalid value, division by zero)
+        raised as `NumericWarning`s naming this layer, not as warnings about bnlint's
+        source lines. Caffe computes on and gets inf or NaN; so does bnlint, and says so."""
+        import numpy as np
+
+        return np.errstate(over="call", invalid="call", divide="call", under="ignore",
+                           call=self._note)
+
+    def _note(self, kind: str, flag: int) -> None:
+        import warnings
+
+        what = kind if kind != "invalid value" else "an invalid operation (NaN)"
+        warnings.warn(f"layer '{self.name}' ({self.type}): {what} in the float32 maths; "
+                      f"its outputs may hold inf or NaN, as they would in Caffe",
+                      NumericWarning, stacklevel=2)
 
     @abstractmethod
     def _forward(self, bottoms: list["np.ndarray"]) -> list["np.ndarray"]:

@@ -214,6 +214,7 @@ class BatchNorm(FreshTops, Op):
                                         f"blob has {stored_var.size}")
             if self.nvcaffe:
                 self.mean = stored_mean
+                self._refuse_negative(stored_var + self.eps)
                 self.inv_std = via_double(np.power, stored_var + self.eps, -0.5)
                 return
             if factor.size < 1:
@@ -221,7 +222,20 @@ class BatchNorm(FreshTops, Op):
             s = factor[0]
             f = np.float32(0) if s == 0 else np.float32(1) / s
             self.mean = f * stored_mean
+            self._refuse_negative(f * stored_var + self.eps)
             self.std = np.sqrt(f * stored_var + self.eps)
+
+    def _refuse_negative(self, denominator: np.ndarray) -> None:
+        """A negative variance + eps (corrupt statistics, a negative eps): Caffe's sqrt
+        gives NaN for those channels; bnlint names them instead."""
+        bad = np.flatnonzero(denominator < 0)
+        if bad.size:
+            first = int(bad[0])
+            raise layer_error(self, f"variance + eps is negative in {bad.size} of "
+                                    f"{denominator.size} channels (the first, channel "
+                                    f"{first}: {float(denominator[first]):g}; eps "
+                                    f"{float(self.eps):g}), so Caffe's sqrt gives NaN there: "
+                                    f"corrupt statistics or a negative eps")
 
     def _count_message(self, want: int) -> str:
         if not self.nvcaffe:
