@@ -53,10 +53,11 @@ COMMAND_ARGS: dict[str, list[list[str]]] = {
     "verify": [["verify", "{net}", "{net}", "--weights", "{weights}", "--trials", "1"]],
     "fold": [["fold", "{net}", "--weights", "{weights}", "-o", "{out}/folded.prototxt"]],
     "info": [["info", "{net}", "--weights", "{weights}"]],
+    "export": [["export", "onnx", "{net}", "--weights", "{weights}", "-o", "{out}/net.onnx"]],
 }
 # Commands that run the net in NumPy: a mutated shape can ask for terabytes, so they
 # run under an address-space cap (see `memory_cap`).
-RUNS_THE_NET = {"forward", "verify", "fold"}
+RUNS_THE_NET = {"forward", "verify", "fold", "export"}
 
 
 def registered() -> set[str]:

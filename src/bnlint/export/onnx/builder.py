@@ -242,11 +242,20 @@ class GraphBuilder:
                                 f"ONNX converter in bnlint (converted types: "
                                 f"{', '.join(sorted(CONVERTERS))})")
         slots = self.network.slots
+        if any(slots[s].shape is not None and len(slots[s].shape) == 0
+               for s in step.bottoms + step.tops):
+            raise ExportRefused(f"layer '{step.layer.name}' ({step.layer.type}): a blob with "
+                                f"no axes (a 0-axis blob) is not exported")
         tops = [self.slot_names[s] for s in step.tops]
         nodes = LayerNodes(self, step, [self.slot_names[s] for s in step.bottoms], tops,
                            [slots[s].shape for s in step.bottoms],
                            [slots[s].shape for s in step.tops])
-        converter(nodes)
+        try:
+            converter(nodes)
+        except (ValueError, IndexError, KeyError, TypeError) as err:
+            raise ExportRefused(f"layer '{step.layer.name}' ({step.layer.type}): bnlint cannot "
+                                f"export this form of the layer ({type(err).__name__}: {err})"
+                                ) from err
         self.graph.layers.append((step.layer.name, step.layer.type))
         for slot in step.tops:
             self.graph.values.append(Value(self.slot_names[slot], slots[slot].name,
