@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bnlint.caffe import shapes
+from bnlint.caffe.layers import normalisation
 from bnlint.caffe.load import parse_text
 from bnlint.caffe.net import NetState, net_view
 from bnlint.caffe.phase import Phase
@@ -127,14 +128,14 @@ def test_blob_count_follows_nvcaffes_fields(fields, count):
     layer = net_view(parsed).layers[1].message
     inferred = shapes.infer(layer, [(2, C, 4, 5)])
     assert inferred.params == [(C,), (C,), (1,)] + [(C,), (C,)] * (count == 5)
-    assert shapes.batch_norm_blob_count(layer) == count
+    assert normalisation.batch_norm_blob_count(layer) == count
 
 
 def test_bvlc_batchnorm_has_three_blobs_whatever_the_weights():
     parsed = parse_text(SourceFile("<net>", NET % "eps: 0.001"), dialect="bvlc")
     layer = net_view(parsed).layers[1].message
     assert shapes.infer(layer, [(2, C, 4, 5)]).params == [(C,), (C,), (1,)]
-    assert not shapes.nvcaffe_batch_norm(layer)
+    assert not normalisation.nvcaffe_batch_norm(layer)
 
 
 @pytest.mark.parametrize("fields, blobs, message", [

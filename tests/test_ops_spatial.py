@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import bnlint.forward.ops  # noqa: F401  (registers the ops)
 from bnlint.caffe import caffe_pb2, shapes
+from bnlint.caffe.layers import pooling, structure
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError, ForwardError
 from bnlint.forward.ops import conv as conv_module
@@ -434,14 +435,14 @@ def test_pooling_window_past_the_input_gives_caffes_garbage():
     # stride of 3 on width 2 the divisor is 2 - 3 = -1 and AVE gives -0.0.
     x = np.ones((1, 1, 1, 2), F32)
     layer = make_layer(pool_text("AVE", (1, 1), (1, 2), (0, 0)))
-    assert shapes.pool_geometry(layer, x.shape).has_empty_windows
+    assert pooling.pool_geometry(layer, x.shape).has_empty_windows
     assert run(pool_text("MAX", (1, 1), (1, 2), (0, 0)), [x]).tolist() == [[[[1.0, -FLT_MAX]]]]
     ave = run(pool_text("AVE", (1, 1), (1, 2), (0, 0)), [x])
     assert ave[0, 0, 0, 0] == 1.0 and np.isnan(ave[0, 0, 0, 1])
     ave = run(pool_text("AVE", (1, 1), (1, 3), (0, 0)), [x])
     assert ave[0, 0, 0, 1] == 0.0 and np.signbit(ave[0, 0, 0, 1])
     layer = make_layer(pool_text("AVE", (3, 3), (2, 2), (1, 1)))
-    assert not shapes.pool_geometry(layer, (1, 1, 6, 6)).has_empty_windows
+    assert not pooling.pool_geometry(layer, (1, 1, 6, 6)).has_empty_windows
 
 
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
@@ -624,7 +625,7 @@ def test_crop_matches_index_arithmetic(param, reference_shape):
     layer_text = f'name: "c" type: "Crop" crop_param {{ {param} }}'
     out = run(layer_text, [x, np.zeros(reference_shape, F32)])
     layer = make_layer(layer_text, 2)
-    offsets = shapes.crop_offsets(layer, x.shape, reference_shape)
+    offsets = structure.crop_offsets(layer, x.shape, reference_shape)
     for index in np.ndindex(out.shape):
         assert out[index] == x[tuple(i + o for i, o in zip(index, offsets))]
 

@@ -8,36 +8,30 @@ names the forks in messages, including forks bnlint has no schema for.
 
 from __future__ import annotations
 
+from bnlint.caffe.forks import (  # noqa: F401 - fork names, also used via known.X
+    CEIL,
+    FRCNN,
+    INTEL,
+    INTERP,
+    NVCAFFE,
+    PROPOSAL,
+    RELU6,
+    SEGNET,
+    SHUFFLE,
+    SSD,
+)
+from bnlint.caffe.layers import ROLE_PARAMETRIC, TABLE, types_with
+
 # Every layer type BVLC Caffe (last master) registers (src/caffe/layers/*).
-BVLC_LAYER_TYPES = frozenset({
-    "AbsVal", "Accuracy", "ArgMax", "BatchNorm", "BatchReindex", "Bias", "BNLL", "Clip",
-    "Concat", "ContrastiveLoss", "Convolution", "Crop", "Data", "Deconvolution", "Dropout",
-    "DummyData", "Eltwise", "ELU", "Embed", "EuclideanLoss", "Exp", "Filter", "Flatten",
-    "HDF5Data", "HDF5Output", "HingeLoss", "Im2col", "ImageData", "InfogainLoss",
-    "InnerProduct", "Input", "Log", "LRN", "LSTM", "LSTMUnit", "MemoryData",
-    "MultinomialLogisticLoss", "MVN", "Parameter", "Pooling", "Power", "PReLU", "Python",
-    "Recurrent", "Reduction", "ReLU", "Reshape", "RNN", "Scale", "Sigmoid",
-    "SigmoidCrossEntropyLoss", "Silence", "Slice", "Softmax", "SoftmaxWithLoss", "Split",
-    "SPP", "Swish", "TanH", "Threshold", "Tile", "WindowData",
-})
+BVLC_LAYER_TYPES = frozenset(name for name, entry in TABLE.items() if entry.dialect is None)
 
 # Layer types that own parameter blobs (BVLC's, and forks' that bnlint knows): what
 # "has weights" means for duplicate names (N004) and for missing weights (to-deploy).
-PARAMETRIC_LAYER_TYPES = frozenset({
-    "Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "Scale", "Bias", "PReLU",
-    "Embed", "LSTM", "RNN", "Recurrent", "Parameter", "ConvolutionDepthwise",
-    "DepthwiseConvolution", "Normalize", "BN",
-})
+PARAMETRIC_LAYER_TYPES = types_with(ROLE_PARAMETRIC)
 
-SSD = "the SSD fork (weiliu89/caffe)"
-CEIL = "a ceil-mode pooling fork (e.g. shicai's DenseNet, soeaver's caffe-model)"
-SEGNET = "the SegNet/ENet fork (alexgkendall/caffe-segnet)"
-SHUFFLE = "a ShuffleNet fork (ShuffleChannel layer)"
-FRCNN = "py-faster-rcnn / R-FCN's fork"
-NVCAFFE = "NVIDIA Caffe (NVCaffe)"
-INTEL = "Intel Caffe"
-INTERP = "a PSPNet/DeepLab fork (Interp layer)"
-PROPOSAL = "a Faster R-CNN fork with a C++ Proposal layer"
+# Fork layer type -> the fork that defines it.
+FORK_LAYER_TYPES: dict[str, str] = {
+    name: entry.dialect for name, entry in TABLE.items() if entry.dialect is not None}
 
 # (message type, field name) -> fork
 FORK_FIELDS: dict[tuple[str, str], str] = {
@@ -73,25 +67,8 @@ FORK_FIELDS: dict[tuple[str, str], str] = {
     ("BatchNormParameter", "use_weight_bias"): INTEL,
     ("BatchNormParameter", "bias_term"): INTEL,
     ("LayerParameter", "interp_param"): INTERP,
-    ("LayerParameter", "relu6_param"): "a fork with a ReLU6 layer",
+    ("LayerParameter", "relu6_param"): RELU6,
 }
-
-FORK_LAYER_TYPES: dict[str, str] = {
-    **dict.fromkeys(("Permute", "PriorBox", "DetectionOutput", "DetectionEvaluate",
-                     "MultiBoxLoss", "Normalize", "AnnotatedData", "VideoData"), SSD),
-    **dict.fromkeys(("BN", "Upsample", "DenseImageData"), SEGNET),
-    "ShuffleChannel": SHUFFLE,
-    **dict.fromkeys(("ROIPooling", "PSROIPooling", "SmoothL1Loss", "BoxAnnotatorOHEM",
-                     "SmoothL1LossOHEM", "SoftmaxWithLossOHEM"), FRCNN),
-    "Proposal": PROPOSAL,
-    "Interp": INTERP,
-    "ReLU6": "a fork with a ReLU6 layer",
-    "DepthwiseConvolution": "a fork with a DepthwiseConvolution layer",
-    "ConvolutionDepthwise": "a fork with a ConvolutionDepthwise layer",
-    "EltwiseAffine": "a fork with an EltwiseAffine layer",
-    "Axpy": "SENet's fork (Axpy layer)",
-}
-
 
 def fork_of_field(container: str, field: str) -> str | None:
     """`container` may be a full name ("caffe.LayerParameter") or a short one."""

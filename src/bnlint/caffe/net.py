@@ -15,16 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from bnlint.caffe.layers import ROLE_DATA, ROLE_EVALUATION, ROLE_LOSS, types_with
 from bnlint.caffe.phase import Phase
 from bnlint.syntax.nodes import Field, ListValue, Message
 
-DATA_LAYER_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData",
-                              "DummyData", "AnnotatedData", "VideoData", "DenseImageData",
-                              "Python"})
-LOSS_LAYER_TYPES = frozenset({"SoftmaxWithLoss", "EuclideanLoss", "HingeLoss",
-                              "SigmoidCrossEntropyLoss", "InfogainLoss",
-                              "MultinomialLogisticLoss", "ContrastiveLoss", "MultiBoxLoss",
-                              "SmoothL1Loss", "Accuracy", "DetectionEvaluate"})
+DATA_LAYER_TYPES = types_with(ROLE_DATA)
+LOSS_LAYER_TYPES = types_with(ROLE_LOSS) | types_with(ROLE_EVALUATION)
 
 
 def is_data_layer(layer: "LayerView") -> bool:

@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 
 from bnlint.caffe import shapes
-from bnlint.caffe.shapes import PoolGeometry, Shape, count
+from bnlint.caffe.layers import convolution, pooling
+from bnlint.caffe.layers.pooling import PoolGeometry
+from bnlint.caffe.shapes import Shape, count
 from bnlint.errors import ShapeError
 
 # ---------------------------------------------------------------- SPP
@@ -47,7 +49,7 @@ def spp_levels(layer, bottom_shape: Shape) -> list[PoolGeometry]:
         if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
             raise ShapeError(f"SPP level {level} ({bins}x{bins} bins on {height}x{width}): "
                              f"the pooling pad {pad} is not smaller than the kernel {kernel}")
-        output = tuple(shapes._pooled_size(size, k, k, p, True, axis)
+        output = tuple(pooling._pooled_size(size, k, k, p, True, axis)
                        for size, k, p, axis in zip((height, width), kernel, pad,
                                                    ("height", "width")))
         levels.append(PoolGeometry(method, kernel, kernel, pad, output, False,
@@ -91,10 +93,10 @@ def im2col_geometry(layer, bottom_shape: Shape) -> Im2colGeometry:
     if num_spatial < 1:
         raise ShapeError(f"Im2col needs at least one spatial axis after the channel axis "
                          f"{channel_axis}; bottom shape {tuple(bottom_shape)}")
-    kernel = shapes._h_w_or_repeated(param, "kernel", num_spatial, None)
-    stride = shapes._h_w_or_repeated(param, "stride", num_spatial, 1)
-    pad = shapes._h_w_or_repeated(param, "pad", num_spatial, 0)
-    dilation = shapes._per_axis(param.dilation, "dilation", num_spatial, 1)
+    kernel = convolution._h_w_or_repeated(param, "kernel", num_spatial, None)
+    stride = convolution._h_w_or_repeated(param, "stride", num_spatial, 1)
+    pad = convolution._h_w_or_repeated(param, "pad", num_spatial, 0)
+    dilation = convolution._per_axis(param.dilation, "dilation", num_spatial, 1)
     if any(k <= 0 for k in kernel) or any(s <= 0 for s in stride) \
             or any(d <= 0 for d in dilation):
         raise ShapeError(f"kernel {kernel}, stride {stride} and dilation {dilation} must be "

@@ -232,7 +232,7 @@ def realistic_blobs(layer, shapes: Sequence[Shape], rng: np.random.Generator
             raise ForwardError(f"layer '{layer.name}' ({layer.type}), blob {index}: cannot "
                                f"make weights for an empty blob of shape {list(shape)}")
     if layer.type == "BatchNorm" and len(shapes) in (3, 5):
-        from bnlint.caffe.shapes import nvcaffe_batch_norm
+        from bnlint.caffe.layers.normalisation import nvcaffe_batch_norm
 
         channels = shapes[0]
         mean = rng.normal(0.0, 0.5, channels).astype(np.float32)

@@ -68,12 +68,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from bnlint.caffe import fork_shapes
+from bnlint.caffe.layers import base as layer_fields
+from bnlint.caffe.layers.normalisation import bn_variant
 from bnlint.caffe.infer import infer_graph_shapes
 from bnlint.caffe.net import (Blob, LayerView, NetGraph, NetState, NetView, layer_included,
                               net_view)
 from bnlint.caffe.phase import Phase
-from bnlint.caffe.shapes import batch_norm_blob_count, nvcaffe_batch_norm
+from bnlint.caffe.layers.normalisation import batch_norm_blob_count, nvcaffe_batch_norm
 from bnlint.errors import EXIT_FINDINGS, BnlintError, WeightsError
 from bnlint.syntax.edits import (Edit, Locator, apply_edits, insert_after, insert_into,
                                  remove_field, remove_fields, replace_value)
@@ -310,7 +311,7 @@ def _form(lv: LayerView) -> str:
     """Which Caffe's BatchNorm the layer is (for another fork's "BN": what it is)."""
     if lv.type == "BN":
         try:
-            variant = fork_shapes.bn_variant(lv.message)
+            variant = bn_variant(lv.message)
         except BnlintError:
             return "a BN layer whose schema has no bn_param"
         return SEGNET_FORM if variant == "segnet" else f"the {variant} fork's BN layer"
@@ -461,8 +462,8 @@ class _Planner:
     def _segnet_statistics(self, bn: LayerView, blobs, channels: int | None):
         """SegNet's BN at TEST with bn_mode INFERENCE: x * scale + shift, which is a
         BatchNorm with mean 0, variance 1 and eps 0 followed by (scale, shift)."""
-        param = fork_shapes.fork_param(bn.message, "bn_param")
-        if fork_shapes.fork_enum(param, "bn_mode", "LEARN") != "INFERENCE":
+        param = layer_fields.fork_param(bn.message, "bn_param")
+        if layer_fields.fork_enum(param, "bn_mode", "LEARN") != "INFERENCE":
             return None, ("SegNet's BN with bn_mode LEARN (the default) normalises with the "
                           "batch's statistics even at TEST, so its output depends on the "
                           "batch and there is nothing to fold (SegNet's "

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from bnlint.caffe import shapes
+from bnlint.caffe.layers import convolution
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.norm import FreshTops, unbuffered_rows
 from bnlint.forward.registry import Op, register_op
@@ -160,7 +161,7 @@ class _ConvBase(FreshTops, Op):
                 f"layer '{self.name}' ({self.type}): has {len(self.blobs)} blobs, "
                 f"expected {expected_blobs} (weights{' and bias' if self.bias_term else ''})")
         self._parameters: dict[tuple, tuple[np.ndarray, np.ndarray | None]] = {}
-        self._geometries: dict[tuple[int, ...], shapes.ConvGeometry] = {}
+        self._geometries: dict[tuple[int, ...], convolution.ConvGeometry] = {}
 
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
         outputs = []
@@ -176,14 +177,14 @@ class _ConvBase(FreshTops, Op):
             outputs.append(out.reshape(x.shape[:geom.channel_axis] + out.shape[1:]))
         return outputs
 
-    def _geometry(self, shape: tuple[int, ...]) -> shapes.ConvGeometry:
-        """shapes.conv_geometry, worked out once per bottom shape (it reads the message)."""
+    def _geometry(self, shape: tuple[int, ...]) -> convolution.ConvGeometry:
+        """convolution.conv_geometry, worked out once per bottom shape (it reads the message)."""
         geom = self._geometries.get(shape)
         if geom is None:
-            geom = self._geometries[shape] = shapes.conv_geometry(self.layer, shape)
+            geom = self._geometries[shape] = convolution.conv_geometry(self.layer, shape)
         return geom
 
-    def _weights_for(self, geom: shapes.ConvGeometry,
+    def _weights_for(self, geom: convolution.ConvGeometry,
                      channels: int) -> tuple[np.ndarray, np.ndarray | None]:
         key = (geom, channels)
         if key not in self._parameters:
@@ -194,11 +195,11 @@ class _ConvBase(FreshTops, Op):
         return self._parameters[key]
 
     @abstractmethod
-    def _weight_shape(self, geom: shapes.ConvGeometry, channels: int) -> tuple[int, ...]:
+    def _weight_shape(self, geom: convolution.ConvGeometry, channels: int) -> tuple[int, ...]:
         """The weight blob shape Caffe expects for this geometry."""
 
     @abstractmethod
-    def _convolve(self, batch: np.ndarray, geom: shapes.ConvGeometry,
+    def _convolve(self, batch: np.ndarray, geom: convolution.ConvGeometry,
                   weights: np.ndarray) -> np.ndarray:
         """(num, C, *spatial) in, (num, num_output, *out_spatial) out, without bias."""
 
@@ -213,7 +214,7 @@ class Convolution(_ConvBase):
         self._tap_major: dict[int, np.ndarray] = {}
 
     def _convolve(self, batch, geom, weights):
-        out_spatial = shapes.conv_spatial_output(geom, batch.shape[2:])
+        out_spatial = convolution.conv_spatial_output(geom, batch.shape[2:])
         num, channels = batch.shape[:2]
         out = np.empty((num, geom.num_output) + out_spatial, dtype=np.float32)
         if geom.group > 1 and channels == geom.group:
@@ -236,7 +237,7 @@ class Convolution(_ConvBase):
         return self._tap_major[key]
 
 
-def _pointwise(batch: np.ndarray, geom: shapes.ConvGeometry, weights: np.ndarray,
+def _pointwise(batch: np.ndarray, geom: convolution.ConvGeometry, weights: np.ndarray,
                out: np.ndarray) -> None:
     """1x1 kernel, no padding: im2col is the (strided) input itself."""
     num, channels = batch.shape[:2]
@@ -251,7 +252,7 @@ def _pointwise(batch: np.ndarray, geom: shapes.ConvGeometry, weights: np.ndarray
               out=out.reshape(num, group, per_group_out, -1))
 
 
-def _im2col_product(batch: np.ndarray, geom: shapes.ConvGeometry, weights: np.ndarray,
+def _im2col_product(batch: np.ndarray, geom: convolution.ConvGeometry, weights: np.ndarray,
                     out: np.ndarray) -> None:
     """Per image: copy the windows into the column buffer, one product per group.
 
@@ -284,7 +285,7 @@ def _im2col_product(batch: np.ndarray, geom: shapes.ConvGeometry, weights: np.nd
                       out=out_n[:, :, first * row_size:last * row_size])
 
 
-def _flat_im2col_product(batch: np.ndarray, geom: shapes.ConvGeometry, weights: np.ndarray,
+def _flat_im2col_product(batch: np.ndarray, geom: convolution.ConvGeometry, weights: np.ndarray,
                          out: np.ndarray) -> None:
     """`_im2col_product` with unit strides, its columns copied from a `_FlatImage`."""
     num, channels = batch.shape[:2]
@@ -304,7 +305,7 @@ def _flat_im2col_product(batch: np.ndarray, geom: shapes.ConvGeometry, weights: 
             image.crop(product, out_n[:, :, first:last])
 
 
-def _tap_products(batch: np.ndarray, geom: shapes.ConvGeometry, tap_weights: np.ndarray,
+def _tap_products(batch: np.ndarray, geom: convolution.ConvGeometry, tap_weights: np.ndarray,
                   out: np.ndarray) -> None:
     """One group, unit strides, fewer outputs than inputs: sum over the kernel taps t of
     W_t @ (the input shifted by t), with no im2col copy.
@@ -342,7 +343,7 @@ class _FlatImage:
     N-D alike: every axis after the first is handled as the width is.
     """
 
-    def __init__(self, batch: np.ndarray, geom: shapes.ConvGeometry,
+    def __init__(self, batch: np.ndarray, geom: convolution.ConvGeometry,
                  out_spatial: tuple[int, ...]) -> None:
         num, channels = batch.shape[:2]
         spatial = batch.shape[2:]
@@ -388,7 +389,7 @@ class _FlatImage:
         np.copyto(out, grid[(Ellipsis,) + tuple(slice(o) for o in self.out_trailing)])
 
 
-def _depthwise(batch: np.ndarray, geom: shapes.ConvGeometry, weights: np.ndarray,
+def _depthwise(batch: np.ndarray, geom: convolution.ConvGeometry, weights: np.ndarray,
                out: np.ndarray) -> None:
     """One input channel per group: per block of channels, im2col and one stacked product.
 
@@ -419,7 +420,7 @@ def _depthwise(batch: np.ndarray, geom: shapes.ConvGeometry, weights: np.ndarray
                       out=out_n[first:last])
 
 
-def _flat_depthwise(batch: np.ndarray, geom: shapes.ConvGeometry, weights: np.ndarray,
+def _flat_depthwise(batch: np.ndarray, geom: convolution.ConvGeometry, weights: np.ndarray,
                     out: np.ndarray) -> None:
     """`_depthwise` with unit strides and narrow images, its columns copied from a
     `_FlatImage`: a strided copy of a narrow image goes a few values at a time."""
@@ -450,7 +451,7 @@ class Deconvolution(_ConvBase):
     def _convolve(self, batch, geom, weights):
         num, channels = batch.shape[:2]
         in_spatial = batch.shape[2:]
-        out_spatial = shapes.deconv_spatial_output(geom, in_spatial)
+        out_spatial = convolution.deconv_spatial_output(geom, in_spatial)
         group, num_output = geom.group, geom.num_output
         kernel = geom.kernel
         kernel_dim = num_output // group * shapes.count(kernel)

@@ -2,7 +2,7 @@
 ShuffleChannel, ReLU6, and PSPNet/DeepLab's Interp.
 
 Each follows its fork's CPU code in float32 (sources named per class). Parameters are
-read by field name (`fork_shapes.fork_field`), since the same layer type arrives in
+read by field name (`bnlint.caffe.layers.base.fork_field`), since the same layer type arrives in
 messages from different schemas.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import fork_shapes as fs
+from bnlint.caffe.layers import base, normalisation, pooling, structure
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError, ForwardError
 from bnlint.forward.ops.norm import layer_error
@@ -40,7 +40,7 @@ class Upsample(Op):
         if x.ndim != 4:
             raise ForwardError(f"Upsample needs a 4-axis bottom, got shape {list(x.shape)}")
         with_mask = len(bottoms) == 2
-        top = fs.upsample_size(self.layer, x.shape, with_mask)
+        top = pooling.upsample_size(self.layer, x.shape, with_mask)
         if not with_mask:
             scale = top[0] // x.shape[2]
             return [np.ascontiguousarray(np.repeat(np.repeat(x, scale, axis=2), scale,
@@ -81,7 +81,7 @@ def unpool(x: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray
 
 @register_op("BN")
 class BN(Op):
-    """The forks' "BN" layer (scale and shift inside), by variant (fork_shapes.bn_variant):
+    """The forks' "BN" layer (scale and shift inside), by variant (normalisation.bn_variant):
 
     - SegNet/ENet (bn_layer.cpp of alexgkendall/caffe-segnet): bn_mode INFERENCE is
       y = x * scale + shift (the statistics were folded into scale and shift by
@@ -100,33 +100,33 @@ class BN(Op):
 
     def setup(self, layer) -> None:
         try:
-            self.variant = fs.bn_variant(layer)
-            self.axis = fs.bn_channel_axis(layer, self.variant)
+            self.variant = normalisation.bn_variant(layer)
+            self.axis = normalisation.bn_channel_axis(layer, self.variant)
         except BnlintError as err:
             raise layer_error(self, err.message) from err
-        param = fs.fork_param(layer, "bn_param")
+        param = base.fork_param(layer, "bn_param")
         want = 2 if self.variant == "segnet" else 4
         if len(self.blobs) != want:
             raise layer_error(self, f"this BN ({self.variant} fork) has {want} blobs, got "
                                     f"{len(self.blobs)}")
         self.params = [np.asarray(b, dtype=F32).reshape(-1) for b in self.blobs]
         if self.variant == "segnet":
-            self.batch_stats = fs.fork_enum(param, "bn_mode", "LEARN") != "INFERENCE"
+            self.batch_stats = base.fork_enum(param, "bn_mode", "LEARN") != "INFERENCE"
             self.eps = F32(1e-9)
         elif self.variant == "pspnet":
             self.batch_stats = not (self.phase == Phase.TEST
-                                    and bool(fs.fork_field(param, "moving_average", False)))
-            self.eps = F32(fs.fork_field(param, "var_eps", 1e-9))
+                                    and bool(base.fork_field(param, "moving_average", False)))
+            self.eps = F32(base.fork_field(param, "var_eps", 1e-9))
         else:
             self.batch_stats = not (self.phase == Phase.TEST
-                                    or bool(fs.fork_field(param, "frozen", False)))
-            self.eps = F32(fs.fork_field(param, "eps", 1e-5))
+                                    or bool(base.fork_field(param, "frozen", False)))
+            self.eps = F32(base.fork_field(param, "eps", 1e-5))
 
     def _forward(self, bottoms):
         x = bottoms[0]
         if x.ndim > 4 or x.ndim < 2:
             raise ForwardError(f"BN uses Caffe's 4-axis accessors; got shape {list(x.shape)}")
-        legacy = [fs.legacy_dim(x.shape, i) for i in range(4)]
+        legacy = [base.legacy_dim(x.shape, i) for i in range(4)]
         channels = legacy[self.axis]
         rows = x.reshape(int(np.prod(legacy[:self.axis])), channels, -1)
         for index, blob in enumerate(self.params):
@@ -180,7 +180,7 @@ class ShuffleChannel(Op):
 
     def _forward(self, bottoms):
         x = bottoms[0]
-        group = fs.shuffle_groups(self.layer, x.shape)
+        group = structure.shuffle_groups(self.layer, x.shape)
         num, channels = x.shape[:2]
         grouped = x.reshape(num, group, channels // group, -1)
         return [np.ascontiguousarray(grouped.transpose(0, 2, 1, 3)).reshape(x.shape)]
@@ -193,7 +193,7 @@ class ReLU6(Op):
     gives 0 * -inf = NaN, as there."""
 
     def setup(self, layer) -> None:
-        self.negative_slope = F32(fs.fork_field(fs.fork_param(layer, "relu_param"),
+        self.negative_slope = F32(base.fork_field(base.fork_param(layer, "relu_param"),
                                                 "negative_slope", 0.0))
 
     def _forward(self, bottoms):
@@ -220,7 +220,7 @@ class Interp(Op):
     bottoms = (1, 2)
 
     def setup(self, layer) -> None:
-        kind = fs.fork_field(fs.fork_param(layer, "interp_param"), "interp_type", "bilinear")
+        kind = base.fork_field(base.fork_param(layer, "interp_param"), "interp_type", "bilinear")
         if kind not in ("bilinear", "nearest_neighbor"):
             raise layer_error(self, f"interp_type must be bilinear or nearest_neighbor, "
                                     f"got {kind!r}")
@@ -230,7 +230,7 @@ class Interp(Op):
         x = bottoms[0]
         if x.ndim != 4:
             raise ForwardError(f"Interp needs a 4-axis bottom, got shape {list(x.shape)}")
-        pad_beg, pad_end, height_out, width_out = fs.interp_size(
+        pad_beg, pad_end, height_out, width_out = structure.interp_size(
             self.layer, [b.shape for b in bottoms])
         crop = x[:, :, -pad_beg:x.shape[2] + pad_end, -pad_beg:x.shape[3] + pad_end]
         height_in, width_in = crop.shape[2], crop.shape[3]

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from bnlint.caffe.phase import Phase
-from bnlint.caffe.shapes import batch_norm_blob_count, nvcaffe_batch_norm
+from bnlint.caffe.layers.normalisation import batch_norm_blob_count, nvcaffe_batch_norm
 from bnlint.errors import ForwardError
 from bnlint.forward.registry import Op, register_op
 

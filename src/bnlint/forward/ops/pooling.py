@@ -2,7 +2,7 @@
 
 The output size (ceil rounding by default, the "last window starts in the padding"
 correction, round_mode FLOOR or a ceil-mode fork's `ceil_mode: false`, global
-pooling) comes from `shapes.pool_geometry`.
+pooling) comes from `pooling.pool_geometry`.
 The maths loops over kernel taps, never over pixels: each tap is a strided view of a
 padded copy of the input.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlint.caffe import rare_shapes, shapes
+from bnlint.caffe.layers import pooling
 from bnlint.caffe.phase import Phase
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.conv import pad_spatial
@@ -56,7 +57,7 @@ class Pooling(FreshTops, Op):
 
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
         x = np.asarray(bottoms[0], dtype=np.float32)
-        geom = shapes.pool_geometry(self.layer, x.shape)
+        geom = pooling.pool_geometry(self.layer, x.shape)
         if self.method == "MAX":
             top, mask = _max_pool(x, geom, self.with_mask)
             return [top, mask] if self.with_mask else [top]
@@ -87,7 +88,7 @@ class SPP(FreshTops, Op):
         return [np.concatenate([p.reshape(x.shape[0], -1) for p in pooled], axis=1)]
 
 
-def pool(x: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
+def pool(x: np.ndarray, geom: pooling.PoolGeometry) -> np.ndarray:
     """One pooling top (no mask) of a 4-axis float32 input by `geom`."""
     if geom.method == "MAX":
         return _max_pool(x, geom, False)[0]
@@ -96,13 +97,13 @@ def pool(x: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
     return _stochastic_pool_test(x, geom)
 
 
-def _covers_whole_input(x: np.ndarray, geom: shapes.PoolGeometry) -> bool:
+def _covers_whole_input(x: np.ndarray, geom: pooling.PoolGeometry) -> bool:
     """One window over the whole image, no padding: a plain reduction."""
     return (geom.output == (1, 1) and geom.pad == (0, 0)
             and geom.kernel[0] >= x.shape[2] and geom.kernel[1] >= x.shape[3])
 
 
-def _padded(x: np.ndarray, geom: shapes.PoolGeometry, fill: float) -> np.ndarray:
+def _padded(x: np.ndarray, geom: pooling.PoolGeometry, fill: float) -> np.ndarray:
     """The input padded by `pad` in front and by `fill` up to the last window's end, in
     the reused padding buffer (every caller reads it before returning)."""
     total = tuple(max(p + size, (out - 1) * s + k) for p, size, out, s, k in
@@ -110,7 +111,7 @@ def _padded(x: np.ndarray, geom: shapes.PoolGeometry, fill: float) -> np.ndarray
     return pad_spatial(x, geom.pad, fill, total, scratch=True)
 
 
-def _taps(padded: np.ndarray, geom: shapes.PoolGeometry):
+def _taps(padded: np.ndarray, geom: pooling.PoolGeometry):
     """(i, j, view) for every kernel tap in Caffe's scan order (row, then column)."""
     (out_h, out_w), (stride_h, stride_w) = geom.output, geom.stride
     for i in range(geom.kernel[0]):
@@ -126,7 +127,7 @@ def _spatial_rows(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(num * channels, -1).T)
 
 
-def _max_pool(x: np.ndarray, geom: shapes.PoolGeometry,
+def _max_pool(x: np.ndarray, geom: pooling.PoolGeometry,
               with_mask: bool) -> tuple[np.ndarray, np.ndarray | None]:
     num, channels, height, width = x.shape
     out_shape = (num, channels) + geom.output
@@ -147,7 +148,7 @@ def _max_pool(x: np.ndarray, geom: shapes.PoolGeometry,
     return top, mask
 
 
-def _separable_max(padded: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
+def _separable_max(padded: np.ndarray, geom: pooling.PoolGeometry) -> np.ndarray:
     """MAX pooling as the max over kernel rows of the max over kernel columns.
 
     A window's max is the same taken in any order (fmax skips NaN, so the order decides
@@ -167,7 +168,7 @@ def _separable_max(padded: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
     return top
 
 
-def _ave_pool(x: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
+def _ave_pool(x: np.ndarray, geom: pooling.PoolGeometry) -> np.ndarray:
     num, channels, height, width = x.shape
     out_shape = (num, channels) + geom.output
     if _covers_whole_input(x, geom):
@@ -186,7 +187,7 @@ def _ave_pool(x: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
     return acc
 
 
-def _stochastic_pool_test(x: np.ndarray, geom: shapes.PoolGeometry) -> np.ndarray:
+def _stochastic_pool_test(x: np.ndarray, geom: pooling.PoolGeometry) -> np.ndarray:
     out_shape = x.shape[:2] + geom.output
     padded = _padded(x, geom, 0.0)
     weight_sum = np.full(out_shape, FLT_MIN, dtype=np.float32)

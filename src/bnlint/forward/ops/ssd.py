@@ -5,7 +5,7 @@ Each follows the fork's CPU code (permute_layer.cpp, normalize_layer.cpp,
 prior_box_layer.cpp, detection_output_layer.cpp and util/bbox_util.cpp) operation by
 operation in float32, with double where the C++ computes in double (a float divided by
 `2.`, `sqrt` of an int) and one rounding where it stores into a float. Parameters are
-read by field name (`fork_shapes.fork_field`), so a message from any SSD-derived schema
+read by field name (`bnlint.caffe.layers.base.fork_field`), so a message from any SSD-derived schema
 works. Flatten with axis/end_axis is BVLC's op.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import fork_shapes as fs
+from bnlint.caffe.layers import base, detection, structure
 from bnlint.errors import BnlintError, ForwardError
 from bnlint.forward.ops.norm import layer_error
 from bnlint.forward.registry import Op, register_op
@@ -23,7 +23,7 @@ FLT_MAX = np.finfo(F32).max
 
 
 def _checked(op: Op, fn, *args):
-    """Run a fork_shapes reader while building an op, naming the layer in its errors."""
+    """Run a layer-table reader while building an op, naming the layer in its errors."""
     try:
         return fn(*args)
     except BnlintError as err:
@@ -39,7 +39,7 @@ class Permute(Op):
 
     def _forward(self, bottoms):
         x = bottoms[0]
-        order = fs.permute_order(self.layer, x.ndim)
+        order = structure.permute_order(self.layer, x.ndim)
         if order == list(range(x.ndim)):
             return [x]
         return [np.ascontiguousarray(np.transpose(x, order))]
@@ -57,10 +57,10 @@ class Normalize(Op):
     """
 
     def setup(self, layer) -> None:
-        param = fs.fork_param(layer, "norm_param")
-        self.across_spatial = bool(fs.fork_field(param, "across_spatial", True))
-        self.channel_shared = bool(fs.fork_field(param, "channel_shared", True))
-        self.eps = F32(fs.fork_field(param, "eps", 1e-10))
+        param = base.fork_param(layer, "norm_param")
+        self.across_spatial = bool(base.fork_field(param, "across_spatial", True))
+        self.channel_shared = bool(base.fork_field(param, "channel_shared", True))
+        self.eps = F32(base.fork_field(param, "eps", 1e-10))
         if len(self.blobs) != 1:
             raise layer_error(self, f"Normalize has 1 blob (the scale), got {len(self.blobs)}")
         self.scale = np.asarray(self.blobs[0], dtype=F32).reshape(-1)
@@ -112,13 +112,13 @@ class PriorBox(Op):
     bottoms = (2, 2)
 
     def setup(self, layer) -> None:
-        param = fs.fork_param(layer, "prior_box_param")
-        self.min_sizes, self.max_sizes = _checked(self, fs.prior_sizes, param)
-        self.aspect_ratios = fs.prior_aspect_ratios(param)
-        self.variances = _checked(self, fs.prior_variances, param)
-        (self.image, self.step) = _checked(self, fs.prior_image_and_step, param)
-        self.clip = bool(fs.fork_field(param, "clip", False))
-        self.offset = F32(fs.fork_field(param, "offset", 0.5))
+        param = base.fork_param(layer, "prior_box_param")
+        self.min_sizes, self.max_sizes = _checked(self, detection.prior_sizes, param)
+        self.aspect_ratios = detection.prior_aspect_ratios(param)
+        self.variances = _checked(self, detection.prior_variances, param)
+        (self.image, self.step) = _checked(self, detection.prior_image_and_step, param)
+        self.clip = bool(base.fork_field(param, "clip", False))
+        self.offset = F32(base.fork_field(param, "offset", 0.5))
 
     def _box_sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """Width and height (float32) of each prior of one cell, in Caffe's order."""
@@ -144,9 +144,9 @@ class PriorBox(Op):
         feature, image = bottoms
         if feature.ndim > 4 or image.ndim > 4:
             raise ForwardError("PriorBox uses Caffe's 4-axis accessors (height, width)")
-        layer_h, layer_w = (fs.legacy_dim(feature.shape, 2), fs.legacy_dim(feature.shape, 3))
+        layer_h, layer_w = (base.legacy_dim(feature.shape, 2), base.legacy_dim(feature.shape, 3))
         if self.image[0] == 0 or self.image[1] == 0:
-            img_h, img_w = fs.legacy_dim(image.shape, 2), fs.legacy_dim(image.shape, 3)
+            img_h, img_w = base.legacy_dim(image.shape, 2), base.legacy_dim(image.shape, 3)
         else:
             img_h, img_w = self.image
         if self.step[0] == 0 or self.step[1] == 0:
@@ -197,25 +197,25 @@ class DetectionOutput(Op):
     bottoms = (3, 3)
 
     def setup(self, layer) -> None:
-        param = fs.fork_param(layer, "detection_output_param")
-        if not fs.fork_has(param, "num_classes"):
+        param = base.fork_param(layer, "detection_output_param")
+        if not base.fork_has(param, "num_classes"):
             raise layer_error(self, "detection_output_param must specify num_classes")
-        self.num_classes = int(fs.fork_field(param, "num_classes", 0))
-        self.share_location = bool(fs.fork_field(param, "share_location", True))
-        self.background = int(fs.fork_field(param, "background_label_id", 0))
-        self.code_type = fs.fork_enum(param, "code_type", "CORNER")
+        self.num_classes = int(base.fork_field(param, "num_classes", 0))
+        self.share_location = bool(base.fork_field(param, "share_location", True))
+        self.background = int(base.fork_field(param, "background_label_id", 0))
+        self.code_type = base.fork_enum(param, "code_type", "CORNER")
         if self.code_type not in ("CORNER", "CENTER_SIZE", "CORNER_SIZE"):
             raise layer_error(self, f"unknown code_type {self.code_type}")
-        self.variance_in_target = bool(fs.fork_field(param, "variance_encoded_in_target",
+        self.variance_in_target = bool(base.fork_field(param, "variance_encoded_in_target",
                                                      False))
-        self.keep_top_k = int(fs.fork_field(param, "keep_top_k", -1))
-        self.confidence_threshold = (F32(fs.fork_field(param, "confidence_threshold", 0.0))
-                                     if fs.fork_has(param, "confidence_threshold")
+        self.keep_top_k = int(base.fork_field(param, "keep_top_k", -1))
+        self.confidence_threshold = (F32(base.fork_field(param, "confidence_threshold", 0.0))
+                                     if base.fork_has(param, "confidence_threshold")
                                      else -FLT_MAX)
-        nms = fs.fork_field(param, "nms_param", None)
-        self.nms_threshold = F32(fs.fork_field(nms, "nms_threshold", 0.3))
-        self.eta = F32(fs.fork_field(nms, "eta", 1.0))
-        self.top_k = int(fs.fork_field(nms, "top_k", -1)) if fs.fork_has(nms, "top_k") else -1
+        nms = base.fork_field(param, "nms_param", None)
+        self.nms_threshold = F32(base.fork_field(nms, "nms_threshold", 0.3))
+        self.eta = F32(base.fork_field(nms, "eta", 1.0))
+        self.top_k = int(base.fork_field(nms, "top_k", -1)) if base.fork_has(nms, "top_k") else -1
         if not self.nms_threshold >= 0:
             raise layer_error(self, "nms_threshold must be non negative")
         if not (0 < self.eta <= 1):
@@ -229,7 +229,7 @@ class DetectionOutput(Op):
 
     def _forward(self, bottoms):
         loc, conf, prior = bottoms
-        priors, classes, loc_classes = fs.detection_geometry(
+        priors, classes, loc_classes = detection.detection_geometry(
             self.layer, [loc.shape, conf.shape, prior.shape])
         num = loc.shape[0]
         loc = np.asarray(loc, dtype=F32).reshape(num, priors, loc_classes, 4)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlint.caffe import rare_shapes, shapes
+from bnlint.caffe.layers import structure
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.conv import pad_spatial
 from bnlint.forward.registry import Op, register_op
@@ -58,15 +59,15 @@ class Concat(Op):
         shapes.infer(self.layer, [b.shape for b in bottoms])   # checks the shapes
         if len(bottoms) == 1:
             return [bottoms[0]]
-        return [np.concatenate(bottoms, axis=shapes.concat_axis(self.layer, bottoms[0].shape))]
+        return [np.concatenate(bottoms, axis=structure.concat_axis(self.layer, bottoms[0].shape))]
 
 
 @register_op("Slice")
 class Slice(Op):
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
         x = bottoms[0]
-        axis = shapes.slice_axis(self.layer, x.shape)
-        sizes = shapes.slice_sizes(self.layer, x.shape)
+        axis = structure.slice_axis(self.layer, x.shape)
+        sizes = structure.slice_sizes(self.layer, x.shape)
         if len(sizes) == 1:
             return [x]
         bounds = np.cumsum(sizes)[:-1]
@@ -83,7 +84,7 @@ class Flatten(Op):
 @register_op("Reshape")
 class Reshape(Op):
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
-        return [bottoms[0].reshape(shapes.reshape_top_shape(self.layer, bottoms[0].shape))]
+        return [bottoms[0].reshape(structure.reshape_top_shape(self.layer, bottoms[0].shape))]
 
 
 @register_op("Crop")
@@ -95,7 +96,7 @@ class Crop(Op):
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
         x, reference = bottoms
         top = shapes.infer(self.layer, [x.shape, reference.shape]).tops[0]
-        offsets = shapes.crop_offsets(self.layer, x.shape, reference.shape)
+        offsets = structure.crop_offsets(self.layer, x.shape, reference.shape)
         window = tuple(slice(o, o + size) for o, size in zip(offsets, top))
         return [np.ascontiguousarray(x[window])]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlint.caffe import shapes
+from bnlint.caffe.layers.convolution import conv_geometry
 from bnlint.forward.ops.conv import caffe_blob
 from bnlint.export.onnx.registry import register_converter
 
@@ -32,7 +33,7 @@ def convolution(nodes) -> None:
     if len(nodes.bottoms) != 1:
         raise nodes.refuse("several bottoms sharing one set of weights are not exported")
     shape = nodes.bottom_shapes[0]
-    geom = shapes.conv_geometry(nodes.layer, shape)
+    geom = conv_geometry(nodes.layer, shape)
     _check_channel_axis(nodes, geom)
     channels = shape[geom.channel_axis]
     if nodes.type == "Convolution":

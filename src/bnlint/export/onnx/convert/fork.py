@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import fork_shapes as fs
+from bnlint.caffe.layers import pooling, structure
 from bnlint.export.onnx.registry import register_converter
 
 
@@ -32,13 +32,13 @@ def upsample(nodes) -> None:
     shape = nodes.bottom_shapes[0]
     x = nodes.bottoms[0]
     if len(nodes.bottoms) == 1:
-        height, width = fs.upsample_size(nodes.layer, shape, False)
+        height, width = pooling.upsample_size(nodes.layer, shape, False)
         scale = height // shape[2]
         scales = nodes.const(np.array([1, 1, scale, scale], np.float32), "scales")
         nodes.node("Resize", [x, "", scales], nodes.tops[0], mode="nearest",
                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")
         return
-    height, width = fs.upsample_size(nodes.layer, shape, True)
+    height, width = pooling.upsample_size(nodes.layer, shape, True)
     channels = shape[1]
     mask = nodes.node("Cast", [nodes.bottoms[1]], to=7)               # INT64 (truncates)
     index = nodes.node("Add", [mask, _plane_offsets(nodes, x, channels, height * width)])
@@ -49,7 +49,7 @@ def upsample(nodes) -> None:
 @register_converter("ShuffleChannel")
 def shuffle_channel(nodes) -> None:
     shape = nodes.bottom_shapes[0]
-    group = fs.shuffle_groups(nodes.layer, shape)
+    group = structure.shuffle_groups(nodes.layer, shape)
     channels = shape[1]
     grouped = nodes.node("Reshape", [nodes.bottoms[0],
                                      nodes.ints([0, group, channels // group, -1], "grouped")])
@@ -73,7 +73,7 @@ def relu6(nodes) -> None:
 @register_converter("Interp")
 def interp(nodes) -> None:
     shape = nodes.bottom_shapes[0]
-    pad_beg, pad_end, height, width = fs.interp_size(nodes.layer, nodes.bottom_shapes)
+    pad_beg, pad_end, height, width = structure.interp_size(nodes.layer, nodes.bottom_shapes)
     x = nodes.bottoms[0]
     if pad_beg or pad_end:
         ends = [shape[2] + pad_end, shape[3] + pad_end]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlint.caffe import shapes
+from bnlint.caffe.layers.pooling import pool_geometry
 from bnlint.export.onnx.registry import register_converter
 from bnlint.forward.ops.pooling import ave_pool_divisor
 
@@ -30,7 +31,7 @@ def _end_pads(geom) -> list[int]:
 @register_converter("Pooling")
 def pooling(nodes) -> None:
     shape = nodes.bottom_shapes[0]
-    geom = shapes.pool_geometry(nodes.layer, shape)
+    geom = pool_geometry(nodes.layer, shape)
     method = geom.method
     if method == "STOCHASTIC":
         raise nodes.refuse("STOCHASTIC pooling (Caffe's CPU code aborts on it)")

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import fork_shapes as fs
+from bnlint.caffe.layers import structure
 from bnlint.export.onnx.registry import register_converter
 
 
 @register_converter("Permute")
 def permute(nodes) -> None:
-    order = fs.permute_order(nodes.layer, len(nodes.bottom_shapes[0]))
+    order = structure.permute_order(nodes.layer, len(nodes.bottom_shapes[0]))
     if order == list(range(len(order))):
         nodes.node("Identity", [nodes.bottoms[0]], nodes.tops[0])
         return

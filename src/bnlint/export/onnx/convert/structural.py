@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlint.caffe import shapes
+from bnlint.caffe.layers import structure
 from bnlint.export.onnx.registry import register_converter
 
 INT64_MIN = np.iinfo(np.int64).min
@@ -28,18 +29,18 @@ def concat(nodes) -> None:
     if len(nodes.bottoms) == 1:
         nodes.node("Identity", nodes.bottoms, nodes.tops[0])
         return
-    axis = shapes.concat_axis(nodes.layer, nodes.bottom_shapes[0])
+    axis = structure.concat_axis(nodes.layer, nodes.bottom_shapes[0])
     nodes.node("Concat", nodes.bottoms, nodes.tops[0], axis=axis)
 
 
 @register_converter("Slice")
 def slice_(nodes) -> None:
     shape = nodes.bottom_shapes[0]
-    sizes = shapes.slice_sizes(nodes.layer, shape)
+    sizes = structure.slice_sizes(nodes.layer, shape)
     if len(sizes) == 1:
         nodes.node("Identity", nodes.bottoms, nodes.tops[0])
         return
-    axis = shapes.slice_axis(nodes.layer, shape)
+    axis = structure.slice_axis(nodes.layer, shape)
     nodes.node("Split", [nodes.bottoms[0], nodes.ints(sizes, "split")], list(nodes.tops),
                axis=axis)
 
@@ -70,7 +71,7 @@ def reshape(nodes) -> None:
 @register_converter("Crop")
 def crop(nodes) -> None:
     shape, reference = nodes.bottom_shapes
-    offsets = shapes.crop_offsets(nodes.layer, shape, reference)
+    offsets = structure.crop_offsets(nodes.layer, shape, reference)
     start = shapes.canonical_axis(nodes.layer.crop_param.axis, shape)
     if start == 0:
         raise nodes.refuse("a Crop of the batch axis (axis 0)")

@@ -1,0 +1,226 @@
+"""Convolution and the other matrix-product layers: geometry, shapes, MAC counts.
+
+Only these are counted in multiply-accumulates (MACs), as published model figures
+count them (ResNet-50's ~3.9 G, MobileNet v1's ~0.57 G); they are also the layers a
+BatchNorm folds into.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from bnlint.caffe import forks
+from bnlint.caffe.layers.base import (
+    ANY_NUMBER,
+    LayerShapes,
+    Shape,
+    canonical_axis,
+    count,
+    expect_bottoms,
+)
+from bnlint.caffe.layers.table import (
+    CONVOLUTION,
+    FOLD_INTO,
+    ROLE_PARAMETRIC,
+    declare,
+    mac_rule,
+    shape_rule,
+)
+from bnlint.errors import ShapeError
+
+declare("Convolution", CONVOLUTION, param="convolution_param", roles=[ROLE_PARAMETRIC],
+        fold=FOLD_INTO, doc="N-D convolution, grouped and dilated")
+declare("Deconvolution", CONVOLUTION, param="convolution_param", roles=[ROLE_PARAMETRIC],
+        fold=FOLD_INTO, doc="transposed convolution")
+declare("InnerProduct", CONVOLUTION, param="inner_product_param", roles=[ROLE_PARAMETRIC],
+        fold=FOLD_INTO, doc="fully connected")
+declare("Embed", CONVOLUTION, param="embed_param", roles=[ROLE_PARAMETRIC],
+        doc="a lookup table of learned vectors")
+declare("Im2col", CONVOLUTION, param="convolution_param", doc="convolution's patches")
+declare("DepthwiseConvolution", CONVOLUTION, dialect=forks.DEPTHWISE,
+        param="convolution_param", roles=[ROLE_PARAMETRIC], doc="depthwise convolution")
+declare("ConvolutionDepthwise", CONVOLUTION, dialect=forks.CONV_DEPTHWISE,
+        param="convolution_param", roles=[ROLE_PARAMETRIC], doc="depthwise convolution")
+
+
+# ---------------------------------------------------------------- convolution
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Convolution parameters as base_conv_layer.cpp resolves them."""
+
+    channel_axis: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+    num_output: int
+    group: int
+    bias_term: bool
+
+    @property
+    def extent(self) -> tuple[int, ...]:
+        """Dilated kernel size per spatial axis: d*(k-1)+1."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+
+
+def _per_axis(values: Sequence[int], name: str, num_spatial: int,
+              default: int | None) -> tuple[int, ...]:
+    if len(values) == 0 and default is not None:
+        return (default,) * num_spatial
+    if len(values) not in (1, num_spatial):
+        raise ShapeError(f"{name} must be given once or once per spatial axis "
+                         f"({num_spatial}), got {len(values)}")
+    return tuple(int(values[0 if len(values) == 1 else i]) for i in range(num_spatial))
+
+
+def _h_w_or_repeated(param, name: str, num_spatial: int,
+                     default: int | None) -> tuple[int, ...]:
+    """kernel/stride/pad: `<name>_h`/`<name>_w` win over the repeated field (2-D only)."""
+    repeated = getattr(param, "kernel_size" if name == "kernel" else name)
+    if param.HasField(f"{name}_h") or param.HasField(f"{name}_w"):
+        if num_spatial != 2:
+            raise ShapeError(f"{name}_h and {name}_w can only be used for 2-D convolution")
+        if len(repeated):
+            raise ShapeError(f"give either {'kernel_size' if name == 'kernel' else name} "
+                             f"or {name}_h/{name}_w, not both")
+        return (int(getattr(param, f"{name}_h")), int(getattr(param, f"{name}_w")))
+    return _per_axis(repeated, "kernel_size" if name == "kernel" else name,
+                     num_spatial, default)
+
+
+def conv_geometry(layer, bottom_shape: Shape) -> ConvGeometry:
+    """Read convolution_param against the bottom shape, checking what Caffe checks."""
+    param = layer.convolution_param
+    channel_axis = canonical_axis(param.axis, bottom_shape)
+    num_spatial = len(bottom_shape) - channel_axis - 1
+    kernel = _h_w_or_repeated(param, "kernel", num_spatial, None)
+    stride = _h_w_or_repeated(param, "stride", num_spatial, 1)
+    pad = _h_w_or_repeated(param, "pad", num_spatial, 0)
+    dilation = _per_axis(param.dilation, "dilation", num_spatial, 1)
+    if any(k <= 0 for k in kernel):
+        raise ShapeError(f"kernel size must be positive, got {kernel}")
+    if any(s <= 0 for s in stride):
+        raise ShapeError(f"stride must be positive, got {stride}")
+    if any(d <= 0 for d in dilation):
+        raise ShapeError(f"dilation must be positive, got {dilation}")
+    num_output = int(param.num_output)
+    group = int(param.group)
+    channels = bottom_shape[channel_axis]
+    if num_output <= 0:
+        raise ShapeError("convolution_param.num_output must be positive")
+    if group <= 0 or channels % group or num_output % group:
+        raise ShapeError(f"group {group} must divide both the input channels ({channels}) "
+                         f"and num_output ({num_output})")
+    return ConvGeometry(channel_axis, kernel, stride, pad, dilation, num_output, group,
+                        bool(param.bias_term))
+
+
+def conv_spatial_output(geom: ConvGeometry, spatial: Sequence[int]) -> tuple[int, ...]:
+    """ConvolutionLayer::compute_output_shape, refusing a kernel larger than the input.
+
+    Caffe computes `(in + 2p - extent) / s + 1` in C ints, so a kernel one pixel too
+    big still gives an output of 1 there (truncation towards zero) over pure padding.
+    """
+    out = []
+    for size, k_ext, s, p in zip(spatial, geom.extent, geom.stride, geom.pad):
+        if size + 2 * p < k_ext:
+            raise ShapeError(f"kernel extent {k_ext} is larger than the padded input "
+                             f"{size} + 2*{p} = {size + 2 * p}")
+        out.append((size + 2 * p - k_ext) // s + 1)
+    return tuple(out)
+
+
+def deconv_spatial_output(geom: ConvGeometry, spatial: Sequence[int]) -> tuple[int, ...]:
+    """DeconvolutionLayer::compute_output_shape: s*(in-1) + extent - 2p."""
+    out = []
+    for size, k_ext, s, p in zip(spatial, geom.extent, geom.stride, geom.pad):
+        size_out = s * (size - 1) + k_ext - 2 * p
+        if size_out <= 0:
+            raise ShapeError(f"deconvolution output size {size_out} is not positive "
+                             f"(input {size}, stride {s}, kernel extent {k_ext}, pad {p})")
+        out.append(size_out)
+    return tuple(out)
+
+
+def _check_same_bottoms(bottoms: list[Shape], why: str) -> None:
+    for i, shape in enumerate(bottoms[1:], start=1):
+        if shape != bottoms[0]:
+            raise ShapeError(f"{why}: bottom {i} has shape {shape}, "
+                             f"bottom 0 has {bottoms[0]}")
+
+
+@shape_rule("Convolution", "Deconvolution")
+def _convolution(layer, bottoms: list[Shape]) -> LayerShapes:
+    expect_bottoms(bottoms, 1, ANY_NUMBER)
+    _check_same_bottoms(bottoms, "all bottoms of a convolution must have the same shape")
+    shape = bottoms[0]
+    geom = conv_geometry(layer, shape)
+    axis = geom.channel_axis
+    channels = shape[axis]
+    if layer.type == "Deconvolution":
+        spatial = deconv_spatial_output(geom, shape[axis + 1:])
+        weights = (channels, geom.num_output // geom.group) + geom.kernel
+    else:
+        spatial = conv_spatial_output(geom, shape[axis + 1:])
+        weights = (geom.num_output, channels // geom.group) + geom.kernel
+    top = shape[:axis] + (geom.num_output,) + spatial
+    params = [weights] + ([(geom.num_output,)] if geom.bias_term else [])
+    return LayerShapes(tops=[top] * len(bottoms), params=params)
+
+# ---------------------------------------------------------------- dense
+
+
+@shape_rule("InnerProduct")
+def _inner_product(layer, bottoms: list[Shape]) -> LayerShapes:
+    expect_bottoms(bottoms, 1)
+    param = layer.inner_product_param
+    shape = bottoms[0]
+    axis = canonical_axis(param.axis, shape)
+    num_output = int(param.num_output)
+    if num_output <= 0:
+        raise ShapeError("inner_product_param.num_output must be positive")
+    inputs = count(shape, axis)
+    weights = (inputs, num_output) if param.transpose else (num_output, inputs)
+    params = [weights] + ([(num_output,)] if param.bias_term else [])
+    return LayerShapes(tops=[shape[:axis] + (num_output,)], params=params)
+
+
+@shape_rule("Embed")
+def _embed(layer, bottoms: list[Shape]) -> LayerShapes:
+    expect_bottoms(bottoms, 1)
+    param = layer.embed_param
+    if param.num_output <= 0 or param.input_dim <= 0:
+        raise ShapeError("embed_param.num_output and input_dim must be positive")
+    params = [(param.input_dim, param.num_output)]
+    if param.bias_term:
+        params.append((param.num_output,))
+    return LayerShapes(tops=[bottoms[0] + (param.num_output,)], params=params)
+
+
+
+# ---------------------------------------------------------------- multiply-accumulates
+
+
+@mac_rule("Convolution")
+def _convolution_macs(layer, bottoms: list[Shape], shapes: LayerShapes) -> int:
+    """Each output element: C/group * kernel taps."""
+    per_output = count(shapes.params[0], 1)
+    return sum(count(top) * per_output for top in shapes.tops)
+
+
+@mac_rule("Deconvolution")
+def _deconvolution_macs(layer, bottoms: list[Shape], shapes: LayerShapes) -> int:
+    """Each input element is spread over num_output/group * kernel taps (weights (C, O/g, k...))."""
+    per_input = count(shapes.params[0], 1)
+    return sum(count(bottom) * per_input for bottom in bottoms)
+
+
+@mac_rule("InnerProduct")
+def _inner_product_macs(layer, bottoms: list[Shape], shapes: LayerShapes) -> int:
+    """Each output element: K inputs (the bottom's axes from `axis` on)."""
+    top = shapes.tops[0]
+    inputs = count(shapes.params[0]) // top[-1]
+    return count(top) * inputs
