@@ -9,6 +9,16 @@ import signal
 
 
 def _quit(signum, frame) -> None:
+    # The exit is an exception so that the writers' cleanup runs. Code in C extensions
+    # can clear it unseen (a signal landing while protobuf's upb calls back into Python
+    # was seen to leave the run blocked on a FIFO), so a daemon timer ends the process
+    # anyway if it is still running shortly after.
+    import os
+    import threading
+
+    timer = threading.Timer(2.0, os._exit, args=(128 + signum,))
+    timer.daemon = True
+    timer.start()
     raise SystemExit(128 + signum)
 
 

@@ -118,7 +118,7 @@ def export_onnx(text_file, weights: Mapping, options: ExportOptions | None = Non
                           f"would hold their fillers' random values (check the layer names)",
                           path=getattr(weights, "path", None) or text_file.path)
     export_shapes = {name: tuple(s) for name, s in written.input_shapes().items()}
-    batch = min((s[0] for s in export_shapes.values() if len(s)), default=1)
+    batch = _batch_of(export_shapes)
     verify_batch = max(MIN_VERIFY_BATCH, batch)
     verify_shapes = _with_batch(export_shapes, verify_batch)
     reference = _network(view, weights, verify_shapes, text_file.source)
@@ -140,6 +140,11 @@ def export_onnx(text_file, weights: Mapping, options: ExportOptions | None = Non
     return result
 
 
+def _batch_of(shapes: dict[str, tuple[int, ...]]) -> int:
+    """The batch the inputs share; 1 when no input has a batch axis (0-axis blobs)."""
+    return min((s[0] for s in shapes.values() if len(s)), default=1)
+
+
 def _verify(result: ExportResult, built, reference, written, export_shapes, verify_shapes,
             options: ExportOptions, renamed, opset: int) -> None:
     from bnlint.export.onnx.verify import (compare_outputs, compare_versions, reference_versions,
@@ -153,7 +158,7 @@ def _verify(result: ExportResult, built, reference, written, export_shapes, veri
                for name, s in verify_shapes.items()}
     model = assemble(built, opset, dynamic, extra)
     got = run_onnx(model, inputs, names + [n for n in extra if n not in names])
-    result.verified_batches.append(next(iter(verify_shapes.values()))[0] if verify_shapes else 1)
+    result.verified_batches.append(_batch_of(verify_shapes))
     result.outputs = compare_outputs(reference, inputs, got, outputs)
     types = {step.layer.name: step.layer.type for step in reference.steps}
     types.update({name: kind for name, kind in built.layers})
@@ -167,7 +172,7 @@ def _verify(result: ExportResult, built, reference, written, export_shapes, veri
         small = seeded_inputs(export_shapes, options.seed)
         at_batch = run_onnx(assemble(built, opset, export_shapes), small, names)
         checks = compare_outputs(written, small, at_batch, outputs)
-        result.verified_batches.append(next(iter(export_shapes.values()))[0])
+        result.verified_batches.append(_batch_of(export_shapes))
         if any(not c.ok for c in checks):
             bad = next(c for c in checks if not c.ok)
             raise ExportMismatch(f"at the written batch size the ONNX output differs from "
