@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bnlint.caffe import shapes
-from bnlint.caffe.layers import normalisation
+from bnlint.caffe.layers import batchnorm
 from bnlint.caffe.load import parse_text
 from bnlint.caffe.net import NetState, net_view
 from bnlint.caffe.phase import Phase
@@ -128,14 +128,14 @@ def test_blob_count_follows_nvcaffes_fields(fields, count):
     layer = net_view(parsed).layers[1].message
     inferred = shapes.infer(layer, [(2, C, 4, 5)])
     assert inferred.params == [(C,), (C,), (1,)] + [(C,), (C,)] * (count == 5)
-    assert normalisation.batch_norm_blob_count(layer) == count
+    assert batchnorm.batch_norm_blob_count(layer) == count
 
 
 def test_bvlc_batchnorm_has_three_blobs_whatever_the_weights():
     parsed = parse_text(SourceFile("<net>", NET % "eps: 0.001"), dialect="bvlc")
     layer = net_view(parsed).layers[1].message
     assert shapes.infer(layer, [(2, C, 4, 5)]).params == [(C,), (C,), (1,)]
-    assert not normalisation.nvcaffe_batch_norm(layer)
+    assert not batchnorm.nvcaffe_batch_norm(layer)
 
 
 @pytest.mark.parametrize("fields, blobs, message", [
@@ -226,3 +226,29 @@ def test_scale_factor_rules_read_nvcaffes_blobs_as_nvcaffe_does(tmp_path):
     assert w_findings(tmp_path, "", blobs[:3], "bvlc") == ["W002"]
     blobs[1][1] = -0.5
     assert w_findings(tmp_path, "scale_bias: true", blobs, "nvcaffe") == ["W003"]
+
+
+# --- the facts of each form (caffe/layers/batchnorm.py) -------------------------------------
+
+@pytest.mark.parametrize("dialect, fields, phase, global_stats, eps", [
+    ("bvlc", "", Phase.TEST, True, F32(1e-5)),
+    ("bvlc", "", Phase.TRAIN, False, F32(1e-5)),
+    ("bvlc", "use_global_stats: false eps: 1e-06", Phase.TEST, False, F32(1e-6)),
+    ("bvlc", "use_global_stats: true", Phase.TRAIN, True, F32(1e-5)),
+    ("nvcaffe", "use_global_stats: false eps: 1e-06", Phase.TEST, True, F32(1e-5)),
+    ("nvcaffe", "use_global_stats: true eps: 0.001", Phase.TRAIN, False, F32(1e-3)),
+])
+def test_uses_global_stats_and_effective_eps_by_form(dialect, fields, phase, global_stats,
+                                                     eps):
+    parsed = parse_text(SourceFile("<net>", NET % fields), dialect=dialect)
+    layer = net_view(parsed).layers[1].message
+    assert batchnorm.uses_global_stats(layer, phase) is global_stats
+    assert F32(batchnorm.effective_eps(layer)) == eps
+    assert batchnorm.batch_norm_form(layer) == ("NVCaffe" if dialect == "nvcaffe" else "BVLC")
+
+
+def test_a_zero_scale_factor_means_zero_statistics():
+    assert batchnorm.inverse_scale_factor(F32(0)) == 0
+    assert type(batchnorm.inverse_scale_factor(F32(4))) is F32
+    assert batchnorm.inverse_scale_factor(F32(4)) == F32(0.25)
+    assert batchnorm.inverse_scale_factor(2.0) == 0.5

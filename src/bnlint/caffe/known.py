@@ -20,7 +20,7 @@ from bnlint.caffe.forks import (  # noqa: F401 - fork names, also used via known
     SHUFFLE,
     SSD,
 )
-from bnlint.caffe.layers import ROLE_PARAMETRIC, TABLE, types_with
+from bnlint.caffe.layers import ROLE_PARAMETRIC, TABLE, batchnorm, types_with
 
 # Every layer type BVLC Caffe (last master) registers (src/caffe/layers/*).
 BVLC_LAYER_TYPES = frozenset(name for name, entry in TABLE.items() if entry.dialect is None)
@@ -60,12 +60,9 @@ FORK_FIELDS: dict[tuple[str, str], str] = {
         "box_annotator_ohem_param")},
     ("LossParameter", "pre_fixed_normalizer"): FRCNN,
     ("LayerParameter", "proposal_param"): PROPOSAL,
-    **{("BatchNormParameter", f): NVCAFFE for f in (
-        "scale_bias", "scale_filler", "bias_filler", "engine")},
-    **{("LayerParameter", f): NVCAFFE for f in (
-        "forward_type", "backward_type", "forward_math", "backward_math")},
-    ("BatchNormParameter", "use_weight_bias"): INTEL,
-    ("BatchNormParameter", "bias_term"): INTEL,
+    **{("BatchNormParameter", f): NVCAFFE for f in batchnorm.NVCAFFE_FIELDS},
+    **{("LayerParameter", f): NVCAFFE for f in batchnorm.NVCAFFE_LAYER_FIELDS},
+    **{("BatchNormParameter", f): INTEL for f in batchnorm.INTEL_FIELDS},
     ("LayerParameter", "interp_param"): INTERP,
     ("LayerParameter", "relu6_param"): RELU6,
 }

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from bnlint.caffe.layers.base import fork_param
-from bnlint.caffe.layers.normalisation import bn_variant, nvcaffe_batch_norm, nvcaffe_scale_bias
+from bnlint.caffe.layers.batchnorm import bn_variant, nvcaffe_batch_norm, nvcaffe_scale_bias
 from bnlint.errors import BnlintError
 
 Shape = Sequence[int]

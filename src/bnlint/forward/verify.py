@@ -43,6 +43,7 @@ import numpy as np
 
 from bnlint.caffe.infer import infer_graph_shapes
 from bnlint.caffe.inputs import find_inputs
+from bnlint.caffe.layers.batchnorm import nvcaffe_batch_norm, uses_global_stats
 from bnlint.caffe.net import (DATA_LAYER_TYPES, LOSS_LAYER_TYPES, Blob, LayerView, NetGraph,
                               NetInput, NetState, NetView, layer_phase)
 from bnlint.caffe.phase import Phase
@@ -232,8 +233,6 @@ def realistic_blobs(layer, shapes: Sequence[Shape], rng: np.random.Generator
             raise ForwardError(f"layer '{layer.name}' ({layer.type}), blob {index}: cannot "
                                f"make weights for an empty blob of shape {list(shape)}")
     if layer.type == "BatchNorm" and len(shapes) in (3, 5):
-        from bnlint.caffe.layers.normalisation import nvcaffe_batch_norm
-
         channels = shapes[0]
         mean = rng.normal(0.0, 0.5, channels).astype(np.float32)
         var = rng.uniform(0.5, 2.0, channels).astype(np.float32)
@@ -641,10 +640,7 @@ def _normalise(msg) -> None:
 
 
 def _uses_global_stats(lv: LayerView, state: NetState) -> bool:
-    param = lv.message.batch_norm_param
-    if param.HasField("use_global_stats"):
-        return bool(param.use_global_stats)
-    return layer_phase(lv, state) == Phase.TEST
+    return uses_global_stats(lv.message, layer_phase(lv, state))
 
 
 class _Recorder:

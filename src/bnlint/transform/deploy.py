@@ -50,6 +50,8 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from bnlint.caffe import inputs as net_inputs
 from bnlint.caffe import known
+from bnlint.caffe.layers import ROLE_EVALUATION, types_with
+from bnlint.caffe.layers.batchnorm import uses_global_stats
 from bnlint.caffe.load import NET, TextFile
 from bnlint.caffe.messages import INVALID_VALUE, UNKNOWN_FIELD
 from bnlint.caffe.net import (LOSS_LAYER_TYPES, Blob, LayerView, NetGraph, NetState,
@@ -66,7 +68,7 @@ from bnlint.transform import (UnsafeRewriteError, block, collapse_blank_lines,
 
 Shape = tuple[int, ...]
 
-_EVALUATION_TYPES = frozenset({"Accuracy", "DetectionEvaluate"})
+_EVALUATION_TYPES = types_with(ROLE_EVALUATION)
 _PARAM_SPEC_LEARNING = ("lr_mult", "decay_mult")
 _SHOWN = 8                       # layer names listed in one note before "and N more"
 
@@ -647,9 +649,8 @@ def _semantics(text_file: TextFile, state: NetState) -> _NetSemantics:
             norm.ClearField(name)
         if norm.type == "BatchNorm":
             bn = norm.batch_norm_param
-            if not bn.HasField("use_global_stats"):
-                phase = norm.phase if norm.HasField("phase") else state.phase
-                bn.use_global_stats = phase == Phase.TEST
+            phase = norm.phase if norm.HasField("phase") else state.phase
+            bn.use_global_stats = uses_global_stats(norm, phase)
             bn.ClearField("moving_average_fraction")
         if norm.type == "Input":
             inputs += 1

@@ -68,38 +68,39 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from bnlint.caffe.layers import FOLD_INTO, FOLD_NORM, ROLE_SELECTION, TABLE, types_with
 from bnlint.caffe.layers import base as layer_fields
-from bnlint.caffe.layers.normalisation import bn_variant
 from bnlint.caffe.infer import infer_graph_shapes
 from bnlint.caffe.net import (Blob, LayerView, NetGraph, NetState, NetView, layer_included,
                               net_view)
 from bnlint.caffe.phase import Phase
-from bnlint.caffe.layers.normalisation import batch_norm_blob_count, nvcaffe_batch_norm
+from bnlint.caffe.layers.batchnorm import (
+    BVLC_FORM,
+    DEFAULT_EPS,
+    MIN_EPS,
+    NVCAFFE_FIELDS,
+    NVCAFFE_FORM,
+    NVCAFFE_LAYER_FIELDS,
+    SEGNET_FORM,
+    batch_norm_blob_count,
+    batch_norm_form,
+    effective_eps,
+    inverse_scale_factor,
+)
 from bnlint.errors import EXIT_FINDINGS, BnlintError, WeightsError
 from bnlint.syntax.edits import (Edit, Locator, apply_edits, insert_after, insert_into,
                                  remove_field, remove_fields, replace_value)
 from bnlint.syntax.nodes import Field, Message, Scalar
 from bnlint.transform import UnsafeRewriteError, collapse_blank_lines
 
-FOLDABLE_TYPES = ("Convolution", "Deconvolution", "InnerProduct")
-BATCHNORM_TYPES = ("BatchNorm", "BN")
-NVCAFFE_MIN_EPS = 1e-5
-BVLC_DEFAULT_EPS = 1e-5
-#: NVCaffe's BatchNormParameter fields, which BVLC's schema lacks.
-NVCAFFE_FIELDS = frozenset({"scale_bias", "scale_filler", "bias_filler", "engine"})
-#: NVCaffe's per-layer precision fields (BVLC computes in float32 throughout).
-NVCAFFE_LAYER_FIELDS = frozenset({"forward_type", "backward_type", "forward_math",
-                                  "backward_math"})
+FOLDABLE_TYPES = tuple(name for name, t in TABLE.items() if t.fold == FOLD_INTO)
+BATCHNORM_TYPES = tuple(name for name, t in TABLE.items() if t.fold == FOLD_NORM)
 TEST_STATE = NetState(Phase.TEST)
 
 FOLDED = "folded"
 AS_SCALE = "scale"
 KEPT = "kept"
 CONVERTED = "converted"          # kept, and written in BVLC's form (to_dialect)
-
-BVLC_FORM = "BVLC"
-NVCAFFE_FORM = "NVCaffe"
-SEGNET_FORM = "SegNet"
 
 
 # --- the maths ------------------------------------------------------------------------------
@@ -109,8 +110,7 @@ def _batchnorm_affine(mean, var, scale_factor, eps, gamma=None, beta=None
     """BatchNorm (+ affine) as y = x * k + c, per channel, in float64."""
     mean = np.asarray(mean, dtype=np.float64).reshape(-1)
     var = np.asarray(var, dtype=np.float64).reshape(-1)
-    factor = float(scale_factor)
-    inverse = 0.0 if factor == 0 else 1.0 / factor
+    inverse = inverse_scale_factor(float(scale_factor))
     mean = mean * inverse
     var = var * inverse
     gamma = np.ones_like(mean) if gamma is None else np.asarray(gamma, np.float64).reshape(-1)
@@ -309,13 +309,10 @@ def _unit_variance(eps: float) -> np.float32:
 
 def _form(lv: LayerView) -> str:
     """Which Caffe's BatchNorm the layer is (for another fork's "BN": what it is)."""
-    if lv.type == "BN":
-        try:
-            variant = bn_variant(lv.message)
-        except BnlintError:
-            return "a BN layer whose schema has no bn_param"
-        return SEGNET_FORM if variant == "segnet" else f"the {variant} fork's BN layer"
-    return NVCAFFE_FORM if nvcaffe_batch_norm(lv.message) else BVLC_FORM
+    try:
+        return batch_norm_form(lv.message)
+    except BnlintError:
+        return "a BN layer whose schema has no bn_param"
 
 
 class _Planner:
@@ -395,7 +392,7 @@ class _Planner:
             stats, why, notes = self._bvlc_statistics(bn, blobs, channels)
         if stats is None:
             return None, why, []
-        inverse = 0.0 if stats.factor == 0 else 1.0 / stats.factor
+        inverse = inverse_scale_factor(stats.factor)
         if not np.all(stats.var.astype(np.float64) * inverse + stats.eps > 0):
             return None, "variance + eps is not positive for some channel (Caffe gives NaN)", []
         if bn.find("batch_norm_param.eps") is not None:
@@ -448,7 +445,7 @@ class _Planner:
                           f"(mean, variance, correction [1]{affine}) for {c} channels: "
                           f"another fork's BatchNorm, whose meaning bnlint does not know"), []
         flat = [np.asarray(b, dtype=np.float32).reshape(-1) for b in blobs]
-        eps = float(max(np.float32(param.eps), np.float32(NVCAFFE_MIN_EPS)))
+        eps = effective_eps(bn.message)
         gamma, beta = (flat[3], flat[4]) if want == 5 else (None, None)
         notes = ["NVCaffe BatchNorm with its scale and bias" if want == 5 else
                  "NVCaffe BatchNorm: its statistics as stored"]
@@ -817,7 +814,7 @@ class _Planner:
         `gone`), a use_global_stats: false NVCaffe ignores at TEST goes, an eps below
         NVCaffe's floor becomes the floor. A block left empty goes whole."""
         param = bn.message.batch_norm_param
-        low_eps = np.float32(param.eps) < np.float32(NVCAFFE_MIN_EPS)
+        low_eps = layer_fields.float32(param.eps) < MIN_EPS
         batch_stats = param.HasField("use_global_stats") and not param.use_global_stats
         edits = []
         for block in bn.find_all("batch_norm_param"):
@@ -883,7 +880,7 @@ class _Planner:
         n = stats.mean.size
         if stats.form == SEGNET_FORM:
             mean = np.zeros(n, np.float32)
-            var = np.full(n, _unit_variance(BVLC_DEFAULT_EPS), np.float32)
+            var = np.full(n, _unit_variance(DEFAULT_EPS), np.float32)
         else:
             mean = np.asarray(stats.mean, np.float32).reshape(-1)
             var = np.asarray(stats.var, np.float32).reshape(-1)
@@ -974,7 +971,7 @@ def _written_dialect(planner: _Planner, text: str, target):
     view = net_view(out)
     ours = {s.batchnorm.name for s in planner.sites if s.action in (AS_SCALE, CONVERTED)}
     ours |= {c.scale_name for c in planner.to_bvlc if c.scale_name}
-    removed = NVCAFFE_FIELDS | NVCAFFE_LAYER_FIELDS | {"bn_param"}
+    removed = {*NVCAFFE_FIELDS, *NVCAFFE_LAYER_FIELDS, "bn_param"}
     left = []
     for problem in out.problems:
         layer = next((lv for lv in view.layers
@@ -1055,7 +1052,7 @@ class Verification:
 
 #: Layers whose output selects (top-k, NMS, argmax): a rounding-level change of their
 #: input may reorder it, so their inputs are compared instead.
-SELECTION_TYPES = frozenset({"DetectionOutput", "ArgMax"})
+SELECTION_TYPES = types_with(ROLE_SELECTION)
 
 
 def _verification_close(out, ref, uncertainty=None):

@@ -1,7 +1,8 @@
 """The layer table: per Caffe layer type, everything bnlint knows of it without NumPy.
 
 One module per drawing family (`data`, `convolution`, `normalisation`, `activation`,
-`pooling`, `elementwise`, `loss`, `structure`, `recurrent`, `detection`, `other`)
+`pooling`, `elementwise`, `loss`, `structure`, `recurrent`, `detection`, `other`;
+batch normalisation has its own, `batchnorm`, for its forms)
 `declare`s its types: family, the fork that owns the type (`dialect`, None for BVLC),
 its parameter message, its roles (data, loss, evaluation, selection, parametric,
 in-place safe), how it folds, and a one-line description. The same module holds the
@@ -55,6 +56,7 @@ from bnlint.caffe.layers.table import (  # noqa: F401 - the table's interface
 # Importing the family modules fills the table.
 from bnlint.caffe.layers import (  # noqa: E402,F401
     activation,
+    batchnorm,
     convolution,
     data,
     detection,

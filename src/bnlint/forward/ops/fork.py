@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe.layers import base, normalisation, pooling, structure
+from bnlint.caffe.layers import base, batchnorm, pooling, structure
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError, ForwardError
 from bnlint.forward.ops.norm import layer_error
@@ -81,7 +81,7 @@ def unpool(x: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray
 
 @register_op("BN")
 class BN(Op):
-    """The forks' "BN" layer (scale and shift inside), by variant (normalisation.bn_variant):
+    """The forks' "BN" layer (scale and shift inside), by variant (batchnorm.bn_variant):
 
     - SegNet/ENet (bn_layer.cpp of alexgkendall/caffe-segnet): bn_mode INFERENCE is
       y = x * scale + shift (the statistics were folded into scale and shift by
@@ -100,8 +100,8 @@ class BN(Op):
 
     def setup(self, layer) -> None:
         try:
-            self.variant = normalisation.bn_variant(layer)
-            self.axis = normalisation.bn_channel_axis(layer, self.variant)
+            self.variant = batchnorm.bn_variant(layer)
+            self.axis = batchnorm.bn_channel_axis(layer, self.variant)
         except BnlintError as err:
             raise layer_error(self, err.message) from err
         param = base.fork_param(layer, "bn_param")

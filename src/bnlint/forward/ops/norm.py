@@ -18,14 +18,15 @@ from typing import Sequence
 
 import numpy as np
 
-from bnlint.caffe.phase import Phase
-from bnlint.caffe.layers.normalisation import batch_norm_blob_count, nvcaffe_batch_norm
+from bnlint.caffe.layers.batchnorm import (
+    batch_norm_blob_count,
+    effective_eps,
+    inverse_scale_factor,
+    nvcaffe_batch_norm,
+    uses_global_stats,
+)
 from bnlint.errors import ForwardError
 from bnlint.forward.registry import Op, register_op
-
-
-#: NVIDIA Caffe's floor on BatchNorm's eps (`std::max<float>(param.eps(), 0.00001f)`).
-NVCAFFE_MIN_EPS = 1e-5
 
 
 def via_double(ufunc: np.ufunc, x: np.ndarray, *args) -> np.ndarray:
@@ -185,21 +186,13 @@ class BatchNorm(FreshTops, Op):
     """
 
     def setup(self, layer) -> None:
-        param = layer.batch_norm_param
         self.nvcaffe = nvcaffe_batch_norm(layer)
         want = batch_norm_blob_count(layer)
         self.scale_bias = want == 5
         if len(self.blobs) != want:
             raise layer_error(self, self._count_message(want))
-        if self.nvcaffe:
-            self.eps = max(np.float32(param.eps), np.float32(NVCAFFE_MIN_EPS))
-            self.use_global_stats = self.phase == Phase.TEST
-        else:
-            self.eps = np.float32(param.eps)
-            if param.HasField("use_global_stats"):
-                self.use_global_stats = bool(param.use_global_stats)
-            else:
-                self.use_global_stats = self.phase == Phase.TEST
+        self.eps = np.float32(effective_eps(layer))
+        self.use_global_stats = uses_global_stats(layer, self.phase)
         flat = [np.asarray(b, dtype=np.float32).reshape(-1) for b in self.blobs]
         if self.scale_bias:
             self.gamma, self.beta = flat[3], flat[4]
@@ -219,8 +212,7 @@ class BatchNorm(FreshTops, Op):
                 return
             if factor.size < 1:
                 raise layer_error(self, "the scale factor blob (blobs[2]) is empty")
-            s = factor[0]
-            f = np.float32(0) if s == 0 else np.float32(1) / s
+            f = inverse_scale_factor(factor[0])
             self.mean = f * stored_mean
             self._refuse_negative(f * stored_var + self.eps)
             self.std = np.sqrt(f * stored_var + self.eps)

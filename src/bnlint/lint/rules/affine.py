@@ -104,7 +104,7 @@ class BnWithoutScale(Rule):
     layer_types = BN
 
     def check_layer(self, ctx, layer):
-        from bnlint.caffe.layers.normalisation import nvcaffe_scale_bias
+        from bnlint.caffe.layers.batchnorm import nvcaffe_scale_bias
 
         inside = layer.find("batch_norm_param.scale_bias")
         if nvcaffe_scale_bias(layer.message) or (

@@ -4,8 +4,7 @@ The affine after it is in affine.py, what runs in which phase in phases.py."""
 
 from __future__ import annotations
 
-import struct
-
+from bnlint.caffe.layers.batchnorm import INTEL_FIELDS, MIN_EPS, NVCAFFE_FIELDS
 from bnlint.caffe.phase import Phase
 from bnlint.lint.diagnostics import Fix, Severity
 from bnlint.lint.registry import Rule, register_rule
@@ -13,8 +12,6 @@ from bnlint.syntax import edits
 
 BN = ("BatchNorm",)
 FROZEN_PARAM = "param { lr_mult: 0 decay_mult: 0 }"
-# cuDNN's CUDNN_BN_MIN_EPSILON, as the float32 Caffe stores eps in
-CUDNN_MIN_EPS = struct.unpack("f", struct.pack("f", 1e-5))[0]
 
 
 def _indent_lines(field, lines: list[str]) -> str:
@@ -200,7 +197,7 @@ class BnEps(Rule):
                             node, layer=layer, severity=Severity.ERROR)
             return
         floor = ctx.dialect_info.bn_eps_floor
-        if eps >= CUDNN_MIN_EPS or floor is False:
+        if eps >= MIN_EPS or floor is False:
             return
         if floor:
             yield self.diag(ctx, f"BatchNorm '{layer.name}' eps {eps:g} is below 1e-5: "
@@ -299,8 +296,8 @@ class BnForkDialect(Rule):
     name = "bn-fork-dialect"
     severity = Severity.WARNING
     layer_types = ("BatchNorm", "BN")
-    NVCAFFE = ("scale_bias", "scale_filler", "bias_filler", "engine")
-    INTEL = ("use_weight_bias", "bias_term")
+    NVCAFFE = NVCAFFE_FIELDS
+    INTEL = INTEL_FIELDS
 
     def check_layer(self, ctx, layer):
         dialect = ctx.dialect_info

@@ -6,7 +6,7 @@ is imported inside the checks: these rules only run when weights were given.
 
 from __future__ import annotations
 
-from bnlint.caffe.layers.normalisation import batch_norm_blob_count, nvcaffe_batch_norm
+from bnlint.caffe.layers.batchnorm import batch_norm_blob_count, nvcaffe_batch_norm
 from bnlint.lint.diagnostics import Severity
 from bnlint.lint.registry import Rule, register_rule
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import shapes
 from bnlint.caffe.layers.pooling import pool_geometry
 from bnlint.export.onnx.registry import register_converter
 from bnlint.forward.ops.pooling import ave_pool_divisor
