@@ -522,7 +522,7 @@ def test_check_with_the_weights_of_another_net(tmp_path):
     other_net_weights(weights)
     net = tmp_path / "net.prototxt"
     net.write_text(WEIGHTS_NET)
-    code, out, err = invoke(["check", "--format", "concise", "--select", "W",
+    code, out, err = invoke(["check", "--format", "concise", "--select", "W", "--show-all",
                              "--weights", str(weights), str(net)])
     assert code == 1, err
     assert "W005 Convolution 'conv' blob 0" in out and "InnerProduct 'fc' blob 0" in out

@@ -6,10 +6,11 @@ import json
 import os
 import shutil
 import stat
+from collections import Counter
 
 import pytest
 
-from conftest import FIXTURES, REPO
+from conftest import CORPUS, FIXTURES, REPO, needs_shared
 
 EXAMPLES = FIXTURES / "examples"
 BUGGY = EXAMPLES / "tiny_resnet_deploy_by_hand.prototxt"
@@ -25,12 +26,12 @@ def test_examples_exit_1_with_findings(run_cli):
 def test_clean_train_net_exits_0(run_cli):
     code, out, _ = run_cli("check", "--format", "json", str(TRAIN))
     assert code == 0
-    assert json.loads(out) == []
+    assert json.loads(out) == {"version": 1, "findings": [], "errors": []}
 
 
 def test_json_fields(run_cli):
     code, out, _ = run_cli("check", "--format", "json", str(BUGGY))
-    rows = json.loads(out)
+    rows = json.loads(out)["findings"]
     bn021 = next(r for r in rows if r["code"] == "BN021")
     assert (bn021["line"], bn021["column"], bn021["severity"]) == (18, 22, "error")
     assert bn021["name"] == "bn-batch-stats-in-test"
@@ -183,3 +184,127 @@ def test_config_values_of_the_wrong_type_are_exit_2(run_cli, tmp_path):
     f.write_text('name: "n"\n')
     code, _, err = run_cli("check", str(f))
     assert code == 2 and "fail-on" in err
+
+
+# -- a typo must never turn CI green -----------------------------------------------------------
+
+@pytest.mark.parametrize("option, value, nearest", [
+    ("--select", "BN999", "BN"), ("--ignore", "FOO1", None), ("--extend-select", "BN02x", None),
+    ("--select", "BN010,XY", None)])
+def test_unknown_code_or_prefix_is_a_usage_error(run_cli, option, value, nearest):
+    code, out, err = run_cli("check", option, value, str(TRAIN))
+    assert code == 2 and out == ""
+    bad = [v for v in value.split(",") if v != "BN010"][0]
+    assert f"unknown rule code or prefix {bad!r}" in err and "did you mean" in err
+    if nearest:
+        assert f"did you mean {nearest}" in err   # a whole code
+
+
+def test_a_rule_name_is_refused_with_its_code(run_cli):
+    code, _, err = run_cli("check", "--select", "bn-without-scale", str(TRAIN))
+    assert code == 2 and "'bn-without-scale' is the name of rule BN010" in err
+
+
+def test_known_prefixes_and_all_are_accepted(run_cli):
+    for value in ("B", "BN0", "bn01", "ALL", "all", "E,N"):
+        assert run_cli("check", "--select", value, str(TRAIN))[0] == 0, value
+
+
+def test_unknown_codes_in_the_config_are_exit_2(run_cli, tmp_path):
+    f = tmp_path / "n.prototxt"
+    f.write_text('name: "n"\n')
+    for body in ('select = ["BN999"]\n', 'ignore = ["bn-without-scale"]\n',
+                 '[per-file-ignores]\n"*.prototxt" = ["XX1"]\n'):
+        (tmp_path / ".bnlint.toml").write_text(body)
+        code, _, err = run_cli("check", str(f))
+        assert code == 2 and ".bnlint.toml" in err, body
+        assert "BN010" in err if "bn-" in body else "unknown rule code" in err
+
+
+def test_repeated_select_options_accumulate(run_cli):
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021",
+                           "--select", "BN010", str(BUGGY))
+    assert {line.split()[1] for line in out.splitlines()} == {"BN021", "BN010"}
+    code, out, _ = run_cli("check", "--format", "concise", "--ignore", "BN021",
+                           "--ignore", "N", str(BUGGY))
+    assert {line.split()[1] for line in out.splitlines()} == {"BN010"}
+
+
+def test_a_config_error_is_reported_once_per_run(run_cli, tmp_path):
+    (tmp_path / ".bnlint.toml").write_text('selekt = ["BN"]\n')
+    for name in ("a", "b", "c"):
+        sub = tmp_path / name
+        sub.mkdir()
+        (sub / "n.prototxt").write_text('name: "n"\n')
+    code, _, err = run_cli("check", str(tmp_path))
+    assert code == 2 and err.count("selekt") == 1
+
+
+def test_bnlint_toml_takes_the_pyproject_table_form(run_cli, tmp_path):
+    f = tmp_path / "deploy.prototxt"
+    shutil.copy(BUGGY, f)
+    (tmp_path / ".bnlint.toml").write_text('[tool.bnlint]\nselect = ["BN021"]\n')
+    code, out, err = run_cli("check", "--format", "concise", str(f))
+    assert code == 1, err
+    assert {line.split()[1] for line in out.splitlines()} == {"BN021"}
+    (tmp_path / ".bnlint.toml").write_text('ignore = ["N"]\n[tool.bnlint]\nselect = ["BN"]\n')
+    code, _, err = run_cli("check", str(f))
+    assert code == 2 and "use one form" in err
+
+
+# -- say each thing once ---------------------------------------------------------------------
+
+MANY_BN = "".join(f'layer {{ name: "bn{i}" type: "BatchNorm" bottom: "x" top: "x" }}\n'
+                  for i in range(5))
+MANY_BN = ('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 } } }\n'
+           + MANY_BN.replace('type: "BatchNorm"', 'type: "BatchNorm" include { phase: TRAIN }'))
+
+
+def test_repeated_findings_once_and_every_site_fixed(run_cli, tmp_path):
+    f = tmp_path / "many.prototxt"
+    f.write_text(MANY_BN)
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN001", str(f))
+    assert code == 0 and len(out.splitlines()) == 1
+    assert ": BN001 [warning] [*] " in out and "and 4 more: bn1, bn2, bn3, bn4" in out
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN001", "--show-all",
+                           str(f))
+    assert len(out.splitlines()) == 5
+    run_cli("check", "--fix", "--select", "BN001", str(f))
+    assert f.read_text().count("param { lr_mult: 0 decay_mult: 0 }") == 15
+
+
+def test_suppressions_still_work_per_layer_in_a_group(run_cli, tmp_path):
+    f = tmp_path / "many.prototxt"
+    f.write_text(MANY_BN.replace('layer { name: "bn2"', '# bnlint: disable=BN001\nlayer { name: "bn2"'))
+    code, out, _ = run_cli("check", "--format", "json", "--select", "BN001,S", str(f))
+    (entry,) = json.loads(out)["findings"]
+    assert [s["layer"] for s in entry["sites"]] == ["bn0", "bn1", "bn3", "bn4"]
+
+
+def test_statistics_only_where_the_format_has_a_form(run_cli):
+    code, out, _ = run_cli("check", "--statistics", "--format", "json", str(BUGGY))
+    assert code == 1 and {c["code"] for c in json.loads(out)["statistics"]} >= {"BN021"}
+    code, _, err = run_cli("check", "--statistics", "--format", "sarif", str(BUGGY))
+    assert code == 2 and "--statistics" in err
+
+
+@needs_shared
+def test_corpus_concise_report_says_each_thing_once(run_cli, pytestconfig):
+    """Prints the before/after line counts; at most one line per rule and file."""
+    _, grouped, _ = run_cli("check", "--format", "concise", "--exit-zero", str(CORPUS))
+    _, every, _ = run_cli("check", "--format", "concise", "--exit-zero", "--show-all",
+                          str(CORPUS))
+    grouped, every = grouped.splitlines(), every.splitlines()
+
+    def rule_and_file(line: str) -> tuple[str, str]:
+        where, code = line.split(": ", 1)[0], line.split(": ", 1)[1].split()[0]
+        return where.rsplit(":", 2)[0], code
+
+    per_rule_file = Counter(rule_and_file(line) for line in grouped)
+    assert max(per_rule_file.values()) == 1, per_rule_file.most_common(3)
+    assert set(per_rule_file) == {rule_and_file(line) for line in every}
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\nconcise report over {CORPUS}: {len(every)} lines with --show-all, "
+              f"{len(grouped)} grouped")
+    assert len(grouped) < len(every)

@@ -367,11 +367,11 @@ def test_forcing_bvlc_gives_e002_as_before(run_cli):
     net = CORPUS / "MobileNet-SSD" / "deploy.prototxt"
     code, out, _ = run_cli("check", "--dialect", "bvlc", "--select", "E002,D001,N008",
                            "--format", "json", str(net))
-    rows = json.loads(out)
+    rows = json.loads(out)["findings"]
     assert code == 1 and {r["code"] for r in rows} == {"E002", "N008"}
     assert any("the SSD fork" in r["message"] for r in rows if r["code"] == "E002")
     code, out, _ = run_cli("check", "--select", "E002,D001,N008", "--format", "json", str(net))
-    rows = json.loads(out)
+    rows = json.loads(out)["findings"]
     assert code == 0 and [r["code"] for r in rows] == ["D001"]
     assert "'ssd' dialect" in rows[0]["message"] and rows[0]["severity"] == "info"
 
@@ -517,7 +517,7 @@ def test_config_dialect_ssd(tmp_path, run_cli):
     net = tmp_path / "train.prototxt"
     net.write_text(TRAIN_BN)
     code, out, _ = run_cli("check", "--select", "BN001,D001", "--format", "json", str(net))
-    rows = json.loads(out)
+    rows = json.loads(out)["findings"]
     assert code == 1 and [(r["code"], r["severity"]) for r in rows] == [("BN001", "error")]
     code, out, _ = run_cli("check", "--dialect", "bvlc", "--select", "BN001", str(net))
     assert code == 0

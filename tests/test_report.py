@@ -112,11 +112,17 @@ def test_count_by_code(results):
 # -- json ----------------------------------------------------------------------------------
 
 def test_json(results):
-    data = json.loads(render("json", results))
+    document = json.loads(render("json", results))
+    assert list(document) == ["version", "findings", "errors"]
+    assert document["version"] == 1 and document["errors"] == []
+    data = document["findings"]
     assert [d["code"] for d in data] == ["BN021", "BN001", "N005"]
     error, warning, info = data
     assert list(error) == ["path", "line", "column", "end_line", "end_column", "code", "name",
-                           "severity", "message", "phase", "layer", "fix"]
+                           "severity", "message", "phase", "layer", "fix", "count", "sites"]
+    assert error["count"] == 1
+    assert error["sites"] == [{k: error[k] for k in ("line", "column", "end_line", "end_column",
+                                                      "message", "phase", "layer", "fix")}]
     assert (error["path"], error["line"], error["column"]) == ("nets/bn.prototxt", 4, 22)
     assert (error["end_line"], error["end_column"]) == (4, 45)
     assert error["message"] == NASTY
@@ -136,15 +142,16 @@ def test_json(results):
 
 def test_concise(results):
     assert render("concise", results).splitlines() == [
-        'nets/bn.prototxt:4:22: BN021 100% [bold]wrong[/bold] second line <xml> & {"x"}: a,b',
-        "nets/bn.prototxt:3:14: BN001 no param blocks",
-        "nets/bn.prototxt:1:1: N005 at the start",
+        'nets/bn.prototxt:4:22: BN021 [error] 100% [bold]wrong[/bold] second line <xml> & '
+        '{"x"}: a,b',
+        "nets/bn.prototxt:3:14: BN001 [warning] [*] no param blocks",
+        "nets/bn.prototxt:1:1: N005 [info] at the start",
     ]
 
 
 def test_concise_statistics(results):
     lines = render("concise", results, statistics=True).splitlines()
-    assert lines[3:] == ["1\tBN001\t[*] bn-stats-not-frozen",
+    assert lines == ["1\tBN001\t[*] bn-stats-not-frozen",
                          "1\tBN021\tbn-batch-stats-in-test",
                          "1\tN005\tdeprecated-input-fields"]
 
@@ -207,6 +214,9 @@ def test_sarif(results):
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
     assert [r["level"] for r in run["results"]] == ["error", "warning", "note"]
     assert error["message"]["text"] == NASTY
+    assert len(error["partialFingerprints"]["bnlintFinding/v1"]) == 32
+    (invocation,) = run["invocations"]
+    assert invocation == {"executionSuccessful": True, "toolExecutionNotifications": []}
     location = error["locations"][0]["physicalLocation"]
     assert location["artifactLocation"]["uri"] == "nets/bn.prototxt"
     assert location["region"] == {"startLine": 4, "startColumn": 22,
@@ -241,7 +251,7 @@ def test_junit(results):
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n')
     root = ET.fromstring(text)
     assert root.tag == "testsuites"
-    assert (root.get("tests"), root.get("failures")) == ("4", "3")
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("4", "1", "0")
     dirty, clean = root.findall("testsuite")
     assert dirty.get("name") == "nets/bn.prototxt"
     cases = dirty.findall("testcase")
@@ -251,7 +261,9 @@ def test_junit(results):
     assert failure.get("type") == "error"
     assert failure.text.startswith("nets/bn.prototxt:4:22: BN021 [error] 100% [bold]")
     assert failure.text.endswith("(TEST, TRAIN+deploy)")
-    assert [c.find("failure").get("type") for c in cases] == ["error", "warning", "info"]
+    # below the default fail-on (error): passing cases, the finding in system-out
+    assert [c.find("failure") is not None for c in cases] == [True, False, False]
+    assert cases[1].find("system-out").text.startswith("nets/bn.prototxt:3:14: BN001 [warning]")
     (passing,) = clean.findall("testcase")
     assert passing.find("failure") is None and clean.get("failures") == "0"
 
@@ -346,7 +358,8 @@ def test_text_control_characters_do_not_reach_the_terminal():
 EMPTY = {
     "text": lambda text: text.startswith("No findings in "),
     "concise": lambda text: text == "",
-    "json": lambda text: json.loads(text) == [],
+    "json": lambda text: json.loads(text) in ({"version": 1, "findings": [], "errors": []},
+                                              {"version": 1, "statistics": [], "errors": []}),
     "github": lambda text: text == "",
     "sarif": lambda text: json.loads(text)["runs"][0]["results"] == [],
     "junit": lambda text: ET.fromstring(text).get("failures") == "0",
@@ -368,3 +381,135 @@ def test_zero_findings(name, files):
         assert len(ET.fromstring(text).findall("testsuite/testcase")) == files
     if name == "text":
         assert text == f"No findings in {files} files.\n"
+
+
+# -- repeated findings: one entry per rule and reason in a file ------------------------------
+
+REPEATED = "".join(f'layer {{ name: "bn{i}" type: "BatchNorm" bottom: "x" top: "x" }}\n'
+                   for i in range(12))
+
+
+@pytest.fixture
+def repeated() -> list[FileResult]:
+    src = SourceFile("nets/rep.prototxt", REPEATED)
+    diags = []
+    for i in range(12):
+        start = REPEATED.index(f'"bn{i}"')
+        diags.append(Diagnostic("BN001", "bn-stats-not-frozen", Severity.WARNING,
+                                f"BatchNorm 'bn{i}' has no param blocks", src, start, start + 5,
+                                fix=Fix("add", (Edit(start, start, "x"),)), layer=f"bn{i}"))
+    other = REPEATED.index('"bn3"')
+    diags.append(Diagnostic("BN021", "bn-batch-stats-in-test", Severity.ERROR, "batch stats",
+                            src, other, other + 5, layer="bn3"))
+    diags.sort(key=Diagnostic.sort_key)
+    return [FileResult(src, diags)]
+
+
+def test_concise_shows_a_repeated_finding_once(repeated):
+    lines = render("concise", repeated).splitlines()
+    assert [line.split()[1] for line in lines] == ["BN001", "BN021"]
+    assert lines[0].startswith("nets/rep.prototxt:1:15: BN001 [warning] [*] BatchNorm 'bn0' ")
+    assert "and 11 more: bn1, bn2, bn3, bn4, bn5, bn6, bn7, bn8, ..." in lines[0]
+    every = render("concise", repeated, show_all=True).splitlines()
+    assert len(every) == 13 and "more" not in "".join(every)
+
+
+def test_github_shows_a_repeated_finding_once(repeated):
+    lines = render("github", repeated).splitlines()
+    assert len(lines) == 2 and "and 11 more" in lines[0]
+    assert len(render("github", repeated, show_all=True).splitlines()) == 13
+
+
+def test_json_keeps_every_site_in_the_entry(repeated):
+    data = json.loads(render("json", repeated))["findings"]
+    bn001 = data[0]
+    assert (bn001["code"], bn001["count"], bn001["layer"]) == ("BN001", 12, "bn0")
+    assert [s["layer"] for s in bn001["sites"]] == [f"bn{i}" for i in range(12)]
+    assert [s["line"] for s in bn001["sites"]] == list(range(1, 13))
+    assert all(s["fix"]["safe"] for s in bn001["sites"])
+    assert len(json.loads(render("json", repeated, show_all=True))["findings"]) == 13
+
+
+def test_sarif_one_result_with_a_location_per_site(repeated):
+    run = json.loads(render("sarif", repeated))["runs"][0]
+    bn001, bn021 = run["results"]
+    lines = [loc["physicalLocation"]["region"]["startLine"] for loc in bn001["locations"]]
+    assert lines == list(range(1, 13))
+    assert len(bn001["fixes"]) == 12 and len(bn021["locations"]) == 1
+    assert bn001["partialFingerprints"] != bn021["partialFingerprints"]
+
+
+def test_fingerprints_do_not_move_with_lines(repeated):
+    before = json.loads(render("sarif", repeated))["runs"][0]["results"]
+    src = repeated[0].source
+    shifted = SourceFile(src.path, "# a comment\n" + src.text)
+    moved = [FileResult(shifted, [Diagnostic(d.code, d.name, d.severity, d.message, shifted,
+                                             d.start + 12, d.end + 12, fix=d.fix, layer=d.layer)
+                                  for d in repeated[0].diagnostics])]
+    after = json.loads(render("sarif", moved))["runs"][0]["results"]
+    assert [r["partialFingerprints"] for r in before] == [r["partialFingerprints"] for r in after]
+    assert [r["locations"][0]["physicalLocation"]["region"]["startLine"] for r in after] == [2, 5]
+
+
+def test_text_shows_a_repeated_finding_once(repeated):
+    text = render("text", repeated)
+    assert text.count("BN001 [warning]") == 1
+    assert "12 sites in this file: this one and 11 more: bn1, bn2" in text
+    assert "fix available for 12 of 12 sites: add" in text
+    assert text.splitlines()[-1] == (
+        "Found 13 findings (1 error, 12 warnings, 0 info); 12 fixable with --fix. Repeated "
+        "findings are shown once per file (2 entries); --show-all lists every site.")
+    assert render("text", repeated, show_all=True).count("BN001 [warning]") == 12
+
+
+def test_junit_one_case_per_entry(repeated):
+    suite = ET.fromstring(render("junit", repeated)).find("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+
+
+def test_statistics_count_every_site(repeated):
+    assert render("concise", repeated, statistics=True).splitlines() == [
+        "12\tBN001\t[*] bn-stats-not-frozen", " 1\tBN021\tbn-batch-stats-in-test"]
+    stats = json.loads(render("json", repeated, statistics=True))
+    assert list(stats) == ["version", "statistics", "errors"]
+    assert stats["statistics"][0] == {"code": "BN001", "name": "bn-stats-not-frozen",
+                                      "count": 12, "fixable": 12}
+
+
+def test_a_rule_can_name_its_reason(repeated):
+    """`extra["group"]` splits one rule's findings by reason (e.g. the blob they are about)."""
+    src = repeated[0].source
+    diags = [Diagnostic("N001", "unknown-bottom", Severity.ERROR, f"blob {blob}", src, i, i + 1,
+                        extra={"group": blob}) for i, blob in enumerate("aab")]
+    lines = render("concise", [FileResult(src, diags)]).splitlines()
+    assert len(lines) == 2 and "blob a (and 1 more" in lines[0]
+
+
+# -- errors in machine formats ---------------------------------------------------------------
+
+def render_errors(name: str, results, errors) -> str:
+    out = io.StringIO()
+    get_format(name)().write(results, out, ReportOptions(color=False), errors)
+    return out.getvalue()
+
+
+def test_machine_formats_carry_errors(results):
+    from bnlint.errors import BnlintError
+
+    src = SourceFile("cfg/.bnlint.toml", "a = 1\nb = [\n")
+    errors = [BnlintError("no such file", path="missing.prototxt"),
+              BnlintError("bad toml", source=src, offset=8)]
+    data = json.loads(render_errors("json", results, errors))
+    assert data["errors"] == [
+        {"path": "missing.prototxt", "line": None, "column": None, "message": "no such file"},
+        {"path": "cfg/.bnlint.toml", "line": 2, "column": 3, "message": "bad toml"}]
+    (invocation,) = json.loads(render_errors("sarif", results, errors))["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False
+    notes = invocation["toolExecutionNotifications"]
+    assert [n["message"]["text"] for n in notes] == ["no such file", "bad toml"]
+    assert notes[1]["locations"][0]["physicalLocation"]["region"] == {"startLine": 2,
+                                                                      "startColumn": 3}
+    root = ET.fromstring(render_errors("junit", results, errors))
+    assert root.get("errors") == "2"
+    cases = [c for c in root.iter("testcase") if c.find("error") is not None]
+    assert [c.get("name") for c in cases] == ["missing.prototxt", "cfg/.bnlint.toml:2:3"]

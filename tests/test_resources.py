@@ -118,7 +118,7 @@ def test_nesting_past_the_limit_is_a_clear_message(tmp_path, monkeypatch):
     code, out, err = invoke(["convert", str(path)])
     assert code == 2 and f"{path}:1:4003: nesting deeper than 1000 levels" in err
     code, out, err = invoke(["check", "--format", "concise", str(path)])
-    assert code == 1 and "E001 nesting deeper than 1000 levels" in out
+    assert code == 1 and "E001 [error] nesting deeper than 1000 levels" in out
 
 
 def test_deep_lists_of_messages(tmp_path):

@@ -12,10 +12,18 @@ from bnlint.caffe.dialects import AUTO, dialect_names
 from bnlint.errors import EXIT_BAD_INPUT, BnlintError
 
 
-def _codes(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
+def _codes(ctx, param, values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Every use of a repeatable code option, comma-separated lists included, each code
+    checked: a typo is a usage error naming the nearest code, never an empty selection."""
+    from bnlint.lint.registry import UnknownCodeError, parse_selector
+
+    if not values:
         return None
-    return tuple(c.strip().upper() for c in value.split(",") if c.strip())
+    try:
+        return tuple(parse_selector(c) for value in values for c in value.split(",")
+                     if c.strip())
+    except UnknownCodeError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from None
 
 
 def _weights_reader(path: str):
@@ -91,16 +99,25 @@ def collect_paths(paths: tuple[str, ...]) -> tuple[list[str], list[BnlintError]]
 @click.option("--format", "fmt", metavar="FORMAT",
               help="text (default), concise, json, github (default under GitHub Actions), "
                    "sarif, junit.")
-@click.option("--select", help="Only these codes or prefixes (comma-separated).")
-@click.option("--extend-select", help="Add these codes to the selection.")
-@click.option("--ignore", help="Skip these codes or prefixes.")
+@click.option("--select", multiple=True, callback=_codes, metavar="CODES",
+              help="Only these codes or prefixes (comma-separated; repeatable, the uses add up). "
+                   "ALL selects every rule.")
+@click.option("--extend-select", multiple=True, callback=_codes, metavar="CODES",
+              help="Add these codes or prefixes to the selection (repeatable).")
+@click.option("--ignore", multiple=True, callback=_codes, metavar="CODES",
+              help="Skip these codes or prefixes (repeatable).")
 @dialect_options
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="A .caffemodel to check against the net (W rules).")
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info"]),
               help="Lowest severity that makes the exit code 1 (default error).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even with findings.")
-@click.option("--statistics", is_flag=True, help="Counts per rule.")
+@click.option("--statistics", is_flag=True,
+              help="The counts per rule instead of the findings (text, concise, json).")
+@click.option("--show-all", is_flag=True,
+              help="List every site of a repeated finding (by default a rule that fires on "
+                   "many layers of a file for one reason is shown once, at its first site, "
+                   "with the count and the other layers).")
 @click.option("--fix", is_flag=True, help="Apply safe fixes in place.")
 @click.option("--unsafe-fixes", is_flag=True,
               help="With --fix/--diff, also apply fixes that change behaviour.")
@@ -109,7 +126,7 @@ def collect_paths(paths: tuple[str, ...]) -> tuple[list[str], list[BnlintError]]
               help="Use this .bnlint.toml / pyproject.toml instead of searching upward.")
 @click.option("--color/--no-color", default=None, help="Force or disable color.")
 def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, fail_on,
-            exit_zero, statistics, fix, unsafe_fixes, diff, config_file, color):
+            exit_zero, statistics, show_all, fix, unsafe_fixes, diff, config_file, color):
     """Lint Caffe prototxts for BatchNorm mistakes and nets Caffe would refuse.
 
     PATH is a file, a directory (searched for *.prototxt) or '-' for stdin.
@@ -119,7 +136,7 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
     from bnlint.lint.diagnostics import Severity
     from bnlint.lint.fixes import fix_source
     from bnlint.lint.runner import exit_code, lint_source
-    from bnlint.report import ReportOptions, get_format
+    from bnlint.report import STATISTICS_FORMATS, ReportOptions, get_format
 
     if fmt is None:
         fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
@@ -128,10 +145,13 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
     except ValueError:
         raise click.BadParameter(f"{fmt!r} is not one of {', '.join(_format_names())}",
                                  param_hint="--format") from None
+    if statistics and fmt not in STATISTICS_FORMATS:
+        raise click.UsageError(f"--statistics has no {fmt} form (it has one in "
+                               f"{', '.join(STATISTICS_FORMATS)})")
     check_dialect_options(dialect, proto)
     overrides = {
-        "select": _codes(select), "ignore": _codes(ignore),
-        "extend_select": _codes(extend_select), "dialect": dialect, "proto": proto,
+        "select": select, "ignore": ignore,
+        "extend_select": extend_select, "dialect": dialect, "proto": proto,
         "fail_on": Severity.parse(fail_on) if fail_on else None,
     }
     resolver = ConfigResolver(Path(config_file) if config_file else None, overrides)
@@ -141,14 +161,14 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
     from bnlint.files import read_text, write_atomic
 
     results = []
-    fail_levels: list[Severity] = []   # each file's own fail-on (configs may differ)
     changed_files = 0
     for path in files:
         try:
             source = read_text(path)
             config = resolver.for_path(path)
         except BnlintError as err:
-            errors.append(err)
+            if all(str(err) != str(seen) for seen in errors):  # a config error: once
+                errors.append(err)
             continue
         if fix or diff:
             fixed = fix_source(source, config, unsafe=unsafe_fixes, weights=weights_info)
@@ -168,19 +188,18 @@ def command(paths, fmt, select, extend_select, ignore, dialect, proto, weights, 
         else:
             result = lint_source(source, config, weights_info)
         results.append(result)
-        fail_levels.append(config.fail_on)
 
     # The report goes to stderr when stdout carries a fixed file or a patch.
     out = sys.stderr if ((fix and "-" in files) or diff) else sys.stdout
     from bnlint import __version__
 
     formatter().write(results, out, ReportOptions(show_fixes=True, statistics=statistics,
-                                                        color=color, tool_version=__version__))
+                                                  color=color, tool_version=__version__,
+                                                  show_all=show_all), errors)
     for err in errors:
         click.echo(str(err), err=True)
     if errors:
         sys.exit(EXIT_BAD_INPUT)
     if diff:
         sys.exit(0 if exit_zero or not changed_files else 1)
-    failing = any(exit_code([result], level) for result, level in zip(results, fail_levels))
-    sys.exit(0 if exit_zero or not failing else 1)
+    sys.exit(0 if exit_zero else exit_code(results))

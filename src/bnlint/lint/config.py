@@ -134,8 +134,20 @@ def find_config_file(start: Path) -> Path | None:
 
 
 def load_config(path: Path) -> LintConfig:
+    """pyproject.toml holds a `[tool.bnlint]` table; a .bnlint.toml holds the options at
+    its top level or, pasted from a pyproject.toml, in a `[tool.bnlint]` table."""
     data = _load_toml(path)
-    table = data.get("tool", {}).get("bnlint", {}) if path.name == "pyproject.toml" else data
+    if path.name == "pyproject.toml":
+        table = data.get("tool", {}).get("bnlint", {})
+    elif isinstance(data.get("tool"), dict) and "bnlint" in data["tool"]:
+        others = sorted(set(data) - {"tool"}) + sorted(f"tool.{k}" for k in data["tool"]
+                                                         if k != "bnlint")
+        if others:
+            raise BnlintError(f"options both at the top level and in [tool.bnlint] "
+                              f"({', '.join(others)}): use one form", path=str(path))
+        table = data["tool"]["bnlint"]
+    else:
+        table = data
     return config_from_table(table, str(path))
 
 
@@ -153,7 +165,7 @@ def config_from_table(table: dict, where: str) -> LintConfig:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise BnlintError(f"'{key}' must be a list of rule codes", path=where)
-        return tuple(v.strip().upper() for v in value)
+        return selectors(value, f"'{key}'", where)
 
     dialect = table.get("dialect", dialects.AUTO)
     if dialect not in dialect_names():
@@ -185,10 +197,21 @@ def config_from_table(table: dict, where: str) -> LintConfig:
         if not all(isinstance(c, str) for c in listed):
             raise BnlintError(f"'per-file-ignores' entry {pattern!r} must be a list of rule "
                               f"codes", path=where)
-        per_file.append((pattern, tuple(c.upper() for c in listed)))
+        per_file.append((pattern, selectors(listed, f"'per-file-ignores' entry {pattern!r}",
+                                            where)))
     per_file = tuple(per_file)
     return LintConfig(codes("select"), codes("ignore"), codes("extend-select"), dialect,
                       proto, fail_on, per_file, str(Path(where).resolve().parent))
+
+
+def selectors(values, what: str, where: str) -> tuple[str, ...]:
+    """Codes, prefixes or ALL, each checked: an unknown one is a configuration error."""
+    from bnlint.lint.registry import UnknownCodeError, parse_selector
+
+    try:
+        return tuple(parse_selector(v) for v in values)
+    except UnknownCodeError as err:
+        raise BnlintError(f"{what}: {err}", path=where) from None
 
 
 def dialect_names() -> tuple[str, ...]:
@@ -198,7 +221,9 @@ def dialect_names() -> tuple[str, ...]:
 
 @dataclass
 class ConfigResolver:
-    """Caches the config found for each folder; an explicit file overrides discovery."""
+    """Caches the config found for each folder, or its error, so that a broken config
+    is read and reported once per run (the same error object for every file under it);
+    an explicit file overrides discovery."""
 
     explicit: Path | None = None
     cli_overrides: dict = field(default_factory=dict)
@@ -206,14 +231,29 @@ class ConfigResolver:
 
     def for_path(self, path: str) -> LintConfig:
         if self.explicit is not None:
-            base = self._cache.setdefault("explicit", load_config(self.explicit))
+            key, find = "explicit", lambda: self.explicit
         elif path == "-":
-            found = find_config_file(Path.cwd())
-            base = load_config(found) if found else LintConfig()
+            key, find = Path.cwd(), lambda: find_config_file(Path.cwd())
         else:
             folder = Path(path).resolve().parent
-            if folder not in self._cache:
-                found = find_config_file(folder)
-                self._cache[folder] = load_config(found) if found else LintConfig()
-            base = self._cache[folder]
+            key, find = folder, lambda: find_config_file(folder)
+        if key not in self._cache:
+            try:
+                found = find()
+            except BnlintError as err:
+                self._cache[key] = err
+            else:
+                self._cache[key] = self._load(found) if found else LintConfig()
+        base = self._cache[key]
+        if isinstance(base, BnlintError):
+            raise base
         return base.merged(**self.cli_overrides)
+
+    def _load(self, config_file: Path) -> "LintConfig | BnlintError":
+        key = ("file", config_file)
+        if key not in self._cache:
+            try:
+                self._cache[key] = load_config(config_file)
+            except BnlintError as err:
+                self._cache[key] = err
+        return self._cache[key]

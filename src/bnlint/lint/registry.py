@@ -81,3 +81,34 @@ def all_rules() -> dict[str, type[Rule]]:
 def _code_key(code: str) -> tuple:
     prefix = code.rstrip("0123456789")
     return (prefix, int(code[len(prefix):] or 0))
+
+
+class UnknownCodeError(ValueError):
+    """A code or prefix that selects no rule: a typo must never turn CI green."""
+
+
+def parse_selector(text: str) -> str:
+    """A `--select`/`--ignore`/config entry as its canonical form: a code, a prefix of
+    codes or ALL, upper-cased. Anything that selects no rule raises UnknownCodeError
+    naming the nearest code; a rule's name is refused with the code it stands for, so
+    configurations and suppressions have one spelling."""
+    rules = all_rules()
+    word = text.strip()
+    by_name = {cls.name: code for code, cls in rules.items()}
+    if word.lower() in by_name:
+        code = by_name[word.lower()]
+        raise UnknownCodeError(f"{word!r} is the name of rule {code}; select rules by code "
+                               f"({code})")
+    code = word.upper()
+    if code == "ALL" or any(known.startswith(code) for known in rules):
+        if code:
+            return code
+    raise UnknownCodeError(f"unknown rule code or prefix {word!r}{_nearest(code, rules)} "
+                           f"(`bnlint rules` lists them)")
+
+
+def _nearest(code: str, rules: dict) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(code, list(rules), n=1, cutoff=0.0)
+    return f"; did you mean {close[0]}?" if close else ""

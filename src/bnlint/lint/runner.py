@@ -25,6 +25,11 @@ class FileResult:
     source: SourceFile
     diagnostics: list[Diagnostic] = field(default_factory=list)
     parsed: bool = True
+    #: the lowest severity that fails this file (its config's fail-on)
+    fail_on: Severity = Severity.ERROR
+
+    def failing(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity >= self.fail_on]
 
 
 def lint_source(source: SourceFile, config: LintConfig, weights=None) -> FileResult:
@@ -51,7 +56,7 @@ def lint_source(source: SourceFile, config: LintConfig, weights=None) -> FileRes
         directives = suppressions.find_directives(source, None)
         diags = suppressions.apply(diags, [d for d in directives if d.kind == "disable-file"],
                                    source)
-        return FileResult(source, diags, parsed=False)
+        return FileResult(source, diags, parsed=False, fail_on=config.fail_on)
 
     if callable(weights):
         weights = weights(text_file.dialect)
@@ -76,7 +81,7 @@ def lint_source(source: SourceFile, config: LintConfig, weights=None) -> FileRes
                                         f"suppression of {', '.join(idle)} suppressed nothing",
                                         source, d.start, d.end))
     diags.sort(key=Diagnostic.sort_key)
-    return FileResult(source, diags)
+    return FileResult(source, diags, fail_on=config.fail_on)
 
 
 def _run_rule(rule: Rule, ctx) -> list[Diagnostic]:
@@ -105,6 +110,10 @@ def _merge_phases(diags: list[Diagnostic], all_states: set[str]) -> list[Diagnos
             for d in merged.values()]
 
 
-def exit_code(results: list[FileResult], fail_on: Severity) -> int:
-    worst = [d.severity for r in results for d in r.diagnostics]
-    return 1 if any(s >= fail_on for s in worst) else 0
+def exit_code(results: list[FileResult], fail_on: Severity | None = None) -> int:
+    """1 when a file has a finding at its fail-on level (or at `fail_on` when given)."""
+    for r in results:
+        level = r.fail_on if fail_on is None else fail_on
+        if any(d.severity >= level for d in r.diagnostics):
+            return 1
+    return 0

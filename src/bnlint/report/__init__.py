@@ -5,6 +5,7 @@ class to write with; nothing here imports rich until the text format writes.
 """
 
 from bnlint.report.registry import (
+    STATISTICS_FORMATS,
     Format,
     ReportOptions,
     count_by_code,
@@ -14,5 +15,5 @@ from bnlint.report.registry import (
     write_report,
 )
 
-__all__ = ["Format", "ReportOptions", "count_by_code", "formats", "get_format",
+__all__ = ["STATISTICS_FORMATS", "Format", "ReportOptions", "count_by_code", "formats", "get_format",
            "register_format", "write_report"]

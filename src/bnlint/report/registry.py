@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol, TextIO
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence, TextIO
 
 from bnlint import __version__
+from bnlint.errors import BnlintError
 
 if TYPE_CHECKING:
     from bnlint.lint.runner import FileResult
@@ -23,23 +24,33 @@ _MODULES = ("text", "concise", "json", "github", "sarif", "junit")
 
 _FORMATS: dict[str, type["Format"]] = {}
 
+#: the formats that have a `--statistics` form (the others are read by tools that
+#: expect findings)
+STATISTICS_FORMATS = ("text", "concise", "json")
+
 
 @dataclass(frozen=True)
 class ReportOptions:
     """What the user asked of the report, independent of the format.
 
     `color` None means "if the output is a terminal"; only the text format uses it.
+    `show_all` lists every site of a repeated finding as its own entry (see groups.py).
+    `statistics` prints the counts per rule instead of the findings, where the format
+    has a form for them (STATISTICS_FORMATS).
     """
 
     show_fixes: bool = False
     statistics: bool = False
     color: bool | None = None
     tool_version: str = __version__
+    show_all: bool = False
 
 
 class Format(Protocol):
-    def write(self, results: list[FileResult], out: TextIO, options: ReportOptions) -> None:
-        ...
+    def write(self, results: list[FileResult], out: TextIO, options: ReportOptions,
+              errors: Sequence[BnlintError] = ()) -> None:
+        """`errors`: the inputs that could not be checked (unreadable files, config
+        errors); machine formats carry them, the others leave them to stderr."""
 
 
 def register_format(name: str) -> Callable[[type[Format]], type[Format]]:
@@ -83,8 +94,9 @@ def get_format(name: str) -> type[Format]:
 
 
 def write_report(name: str, results: list[FileResult], out: TextIO,
-                 options: ReportOptions | None = None) -> None:
-    get_format(name)().write(results, out, options or ReportOptions())
+                 options: ReportOptions | None = None,
+                 errors: Sequence[BnlintError] = ()) -> None:
+    get_format(name)().write(results, out, options or ReportOptions(), errors)
 
 
 @dataclass(frozen=True)

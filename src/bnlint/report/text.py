@@ -11,9 +11,10 @@ file are shown as U+FFFD so a prototxt cannot drive the terminal.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Sequence, TextIO
 
 from bnlint.lint.diagnostics import Diagnostic, Fix, Severity
+from bnlint.report.groups import Finding, findings
 from bnlint.report.registry import ReportOptions, count_by_code, register_format
 from bnlint.syntax.edits import Edit, apply_edits
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from bnlint.errors import BnlintError
     from bnlint.lint.runner import FileResult
 
 STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "bold cyan"}
@@ -39,7 +41,8 @@ def plural(n: int, word: str) -> str:
 
 @register_format("text")
 class TextFormat:
-    def write(self, results: list[FileResult], out: TextIO, options: ReportOptions) -> None:
+    def write(self, results: list[FileResult], out: TextIO, options: ReportOptions,
+              errors: Sequence[BnlintError] = ()) -> None:
         from rich.console import Console
 
         # an explicit --color wins over NO_COLOR and TERM=dumb; the styles used here
@@ -50,19 +53,25 @@ class TextFormat:
                           highlight=False, emoji=False, markup=False, tab_size=TAB_SIZE)
         if not console.is_terminal:
             console.width = 120  # a pipe has no width: keep COLUMNS from wrapping the table
-        diagnostics = [d for r in results for d in r.diagnostics]
-        for d in diagnostics:
-            for line in finding(d, options.show_fixes):
-                console.print(line, soft_wrap=True)
-        if options.statistics and diagnostics:
-            console.print(statistics_table(results))
-        console.print(summary(results), soft_wrap=True)
+        entries = findings(results, options.show_all)
+        if options.statistics:
+            if entries:
+                console.print(statistics_table(results))
+        else:
+            for f in entries:
+                for line in finding(f, options.show_fixes):
+                    console.print(line, soft_wrap=True)
+        console.print(summary(results, len(entries)), soft_wrap=True)
 
 
-def finding(d: Diagnostic, show_fixes: bool) -> list[Text]:
-    """The header, the source line with the span underlined, and the fix marker."""
+def finding(f: Finding | Diagnostic, show_fixes: bool) -> list[Text]:
+    """The header, the source line with the span underlined, the other sites of a
+    repeated finding, and the fix marker."""
     from rich.text import Text
 
+    if isinstance(f, Diagnostic):
+        f = Finding((f,))
+    d = f.first
     line, col = d.start_line_col()
     end_line, end_col = d.end_line_col()
     source_line = d.source.line_text(line)
@@ -82,8 +91,15 @@ def finding(d: Diagnostic, show_fixes: bool) -> list[Text]:
              Text.assemble((f"{line} | ", GUTTER), printable(source_line)),
              Text.assemble((" " * width + " | ", GUTTER), " " * before,
                            ("^" * max(1, through - before), style))]
+    if f.grouped:
+        lines.append(Text.assemble((" " * width + " = ", GUTTER),
+                                   (f"{f.count} sites in this file: this one "
+                                    f"{printable(f.others_text())}", "dim")))
     if d.fix is not None:
         kind = "fix available" if d.fix.safe else "unsafe fix available (--unsafe-fixes)"
+        fixed = sum(s.fix is not None and s.fix.safe == d.fix.safe for s in f.sites)
+        if f.grouped:
+            kind += f" for {fixed} of {f.count} sites"
         lines.append(Text.assemble((" " * width + " = ", GUTTER),
                                    (f"{kind}: {printable(d.fix.description)}", "green")))
         if show_fixes:
@@ -160,7 +176,8 @@ def statistics_table(results: list[FileResult]) -> Table:
     return table
 
 
-def summary(results: list[FileResult]) -> Text:
+def summary(results: list[FileResult], entries: int | None = None) -> Text:
+    """Counts of every site; `entries`, when fewer, says the repeated ones were shown once."""
     from rich.text import Text
 
     diagnostics = [d for r in results for d in r.diagnostics]
@@ -179,4 +196,8 @@ def summary(results: list[FileResult]) -> Text:
             text += f" ({unsafe} more with --unsafe-fixes)"
     elif unsafe:
         text += f"; {unsafe} fixable with --unsafe-fixes"
-    return Text(text + ".", style="bold")
+    text += "."
+    if entries is not None and entries < len(diagnostics):
+        text += (f" Repeated findings are shown once per file ({entries} entries); "
+                 f"--show-all lists every site.")
+    return Text(text, style="bold")
