@@ -525,7 +525,7 @@ def test_check_with_the_weights_of_another_net(tmp_path):
     code, out, err = invoke(["check", "--format", "concise", "--select", "W", "--show-all",
                              "--weights", str(weights), str(net)])
     assert code == 1, err
-    assert "W005 Convolution 'conv' blob 0" in out and "InnerProduct 'fc' blob 0" in out
+    assert "W005 [error] Convolution 'conv' blob 0" in out and "InnerProduct 'fc' blob 0" in out
 
 
 @pytest.mark.parametrize("command", ["forward", "verify", "fold"])

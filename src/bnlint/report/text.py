@@ -198,6 +198,7 @@ def summary(results: list[FileResult], entries: int | None = None) -> Text:
         text += f"; {unsafe} fixable with --unsafe-fixes"
     text += "."
     if entries is not None and entries < len(diagnostics):
-        text += (f" Repeated findings are shown once per file ({entries} entries); "
+        text += (f" Repeated findings are shown once per file "
+                 f"({entries} {'entry' if entries == 1 else 'entries'}); "
                  f"--show-all lists every site.")
     return Text(text, style="bold")
