@@ -110,5 +110,7 @@ def parse_selector(text: str) -> str:
 def _nearest(code: str, rules: dict) -> str:
     import difflib
 
-    close = difflib.get_close_matches(code, list(rules), n=1, cutoff=0.0)
+    letters = code.rstrip("0123456789")
+    same_family = [c for c in rules if c.rstrip("0123456789") == letters]
+    close = difflib.get_close_matches(code, same_family or list(rules), n=1, cutoff=0.0)
     return f"; did you mean {close[0]}?" if close else ""
