@@ -202,7 +202,7 @@ def test_unknown_code_or_prefix_is_a_usage_error(run_cli, option, value, nearest
 
 def test_a_rule_name_is_refused_with_its_code(run_cli):
     code, _, err = run_cli("check", "--select", "bn-without-scale", str(TRAIN))
-    assert code == 2 and "'bn-without-scale' is the name of rule BN010" in err
+    assert code == 2 and "'bn-without-scale' is the name of rule BN010; use its code" in err
 
 
 def test_known_prefixes_and_all_are_accepted(run_cli):
@@ -308,3 +308,181 @@ def test_corpus_concise_report_says_each_thing_once(run_cli, pytestconfig):
         print(f"\nconcise report over {CORPUS}: {len(every)} lines with --show-all, "
               f"{len(grouped)} grouped")
     assert len(grouped) < len(every)
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+def _tree(tmp_path):
+    """models/{a,b}.prototxt, models/third_party/c.prototxt, models/.cache/d.prototxt."""
+    models = tmp_path / "models"
+    for rel in ("a.prototxt", "b.prototxt", "third_party/c.prototxt", ".cache/d.prototxt",
+                "gen/e.prototxt"):
+        (models / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(BUGGY, models / rel)
+    return models
+
+
+def _checked(out: str) -> set[str]:
+    return {os.path.basename(line.split(":", 1)[0]) for line in out.splitlines()}
+
+
+def test_exclude_and_extend_exclude(run_cli, tmp_path, monkeypatch):
+    models = _tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021", "models")
+    assert _checked(out) == {"a.prototxt", "b.prototxt", "c.prototxt", "e.prototxt"}
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021",
+                           "--extend-exclude", "third_party", "--extend-exclude", "models/gen/*",
+                           "models")
+    assert _checked(out) == {"a.prototxt", "b.prototxt"}
+    # --exclude replaces the defaults: the hidden folder is searched again
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021",
+                           "--exclude", "b.prototxt", "models")
+    assert _checked(out) == {"a.prototxt", "c.prototxt", "d.prototxt", "e.prototxt"}
+    # a file named explicitly is always checked, unless --force-exclude
+    named = str(models / "third_party" / "c.prototxt")
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021",
+                           "--extend-exclude", "third_party", named)
+    assert _checked(out) == {"c.prototxt"}
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021",
+                           "--extend-exclude", "third_party", "--force-exclude", named)
+    assert code == 0 and out == ""
+
+
+def test_exclude_in_the_config(run_cli, tmp_path, monkeypatch):
+    models = _tree(tmp_path)
+    (tmp_path / ".bnlint.toml").write_text('extend-exclude = ["models/third_party", "e.*"]\n')
+    monkeypatch.chdir(models)       # config patterns are relative to the config's folder
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021", ".")
+    assert _checked(out) == {"a.prototxt", "b.prototxt"}
+
+
+def test_gitignored_files_are_skipped_when_searching(run_cli, tmp_path, monkeypatch):
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    models = _tree(tmp_path)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("gen/\nb.prototxt\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021", "models")
+    assert _checked(out) == {"a.prototxt", "c.prototxt"}
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021",
+                           "models/b.prototxt")
+    assert _checked(out) == {"b.prototxt"}     # named explicitly: checked
+    (tmp_path / ".bnlint.toml").write_text("respect-gitignore = false\n")
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021", "models")
+    assert _checked(out) == {"a.prototxt", "b.prototxt", "c.prototxt", "e.prototxt"}
+
+
+def test_the_same_file_named_twice_is_checked_once(run_cli, tmp_path, monkeypatch):
+    models = _tree(tmp_path)
+    monkeypatch.chdir(models)
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021",
+                           "a.prototxt", "./a.prototxt", ".", str(models / "a.prototxt"))
+    lines = out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("a.prototxt:")   # a, b, c, e once each
+
+
+def test_stdin_filename(run_cli, tmp_path, monkeypatch):
+    import io
+    import sys
+
+    (tmp_path / ".bnlint.toml").write_text('[per-file-ignores]\n"legacy/*" = ["BN021"]\n')
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(BUGGY.read_bytes())))
+    code, out, _ = run_cli("check", "--format", "concise", "--select", "BN021,BN010",
+                           "--stdin-filename", str(tmp_path / "legacy" / "x.prototxt"), "-")
+    assert out.startswith(f"{tmp_path}/legacy/x.prototxt:") and "BN021" not in out
+    assert run_cli("check", "--stdin-filename", "x.prototxt", str(BUGGY))[0] == 2
+
+
+# -- say what happened -------------------------------------------------------------------------
+
+def test_fix_and_diff_say_what_they_did(run_cli, tmp_path):
+    f = tmp_path / "many.prototxt"
+    f.write_text(MANY_BN)
+    code, out, err = run_cli("check", "--diff", "--select", "BN001,BN010", str(f))
+    assert code == 1 and "Would fix 5 findings in 1 file." in err and out.startswith("---")
+    code, out, err = run_cli("check", "--fix", "--select", "BN001,BN010", str(f))
+    remaining = len(run_cli("check", "--format", "concise", "--show-all", "--select",
+                            "BN001,BN010", str(f))[1].splitlines())
+    assert remaining > 0
+    assert out.splitlines()[-1] == f"Found {5 + remaining} findings (5 fixed, {remaining} remaining)."
+    code, out, err = run_cli("check", "--diff", "--select", "BN001", str(f))
+    assert code == 0 and "Would fix 0 findings." in err and out == ""
+    f.write_text(MANY_BN)
+    code, out, err = run_cli("check", "--fix", "--format", "json", "--select", "BN001", str(f))
+    assert "Found 5 findings (5 fixed, 0 remaining)." in err
+    assert json.loads(out)["findings"] == []
+
+
+def test_quiet_prints_findings_only(run_cli):
+    code, out, _ = run_cli("check", "-q", str(BUGGY))
+    assert code == 1 and "BN021" in out and "Found" not in out
+    code, out, _ = run_cli("check", "--quiet", str(TRAIN))
+    assert code == 0 and out == ""
+
+
+@pytest.mark.parametrize("fmt", ["text", "concise", "json", "github", "sarif", "junit"])
+def test_output_file_for_every_format(run_cli, tmp_path, fmt):
+    report = tmp_path / f"report.{fmt}"
+    code, out, _ = run_cli("check", "--format", fmt, "--output-file", str(report), str(BUGGY))
+    _, direct, _ = run_cli("check", "--format", fmt, str(BUGGY))
+    assert code == 1 and out == ""
+    text = report.read_text()
+    if fmt == "sarif":   # the same document
+        assert json.loads(text) == json.loads(direct)
+    else:
+        assert text == direct
+    copy = tmp_path / "in.prototxt"
+    shutil.copy(BUGGY, copy)
+    assert run_cli("check", "-o", str(copy), str(copy))[0] == 2   # never over an input
+    assert copy.read_bytes() == BUGGY.read_bytes()
+
+
+def test_color_follows_no_color_and_force_color(run_cli, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert "\x1b[" in run_cli("check", str(BUGGY))[1]
+    assert "\x1b[" not in run_cli("check", "--no-color", str(BUGGY))[1]
+    monkeypatch.delenv("FORCE_COLOR")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b[" not in run_cli("check", str(BUGGY))[1]
+    assert "\x1b[" in run_cli("check", "--color", str(BUGGY))[1]
+
+
+def test_invalid_suppressions_are_reported(run_cli, tmp_path):
+    f = tmp_path / "n.prototxt"
+    f.write_text(TRAIN.read_text() + "# bnlint: disabel=BN021\n# bnlint: disable=BN999\n")
+    code, out, _ = run_cli("check", "--format", "concise", "--show-all", str(f))
+    assert [line.split()[1] for line in out.splitlines()] == ["S002", "S002"]
+    assert "did you mean `disable=`" in out
+
+
+def test_rules_shows_which_fixes_are_safe(run_cli):
+    code, out, _ = run_cli("rules", "--format", "json")
+    kinds = {r["code"]: r["fix"] for r in json.loads(out)}
+    assert kinds["BN001"] == "safe" and kinds["BN021"] == "unsafe" and kinds["N001"] is None
+    code, out, _ = run_cli("rules")
+    row = next(line for line in out.splitlines() if line.startswith("BN021"))
+    assert row.split()[3] == "unsafe"
+
+
+def test_documented_fix_kinds_match_the_fixes_rules_make():
+    """`bnlint rules` reads the fix kind from the documentation: hold the rules to it."""
+    from bnlint.lint.config import LintConfig
+    from bnlint.lint.registry import all_rules
+    from bnlint.lint.runner import lint_source
+    from bnlint.source import SourceFile
+
+    seen: dict[str, set[str]] = {}
+    for path in sorted((FIXTURES / "rules").glob("*.prototxt")):
+        for dialect in ("portable", "auto"):
+            result = lint_source(SourceFile(str(path), path.read_text()),
+                                 LintConfig(dialect=dialect))
+            for d in result.diagnostics:
+                if d.fix is not None:
+                    seen.setdefault(d.code, set()).add("safe" if d.fix.safe else "unsafe")
+    for code, cls in all_rules().items():
+        assert seen.get(code, set()) == ({cls.fix_kind()} if cls.fix_kind() else set()), code

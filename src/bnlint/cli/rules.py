@@ -28,7 +28,8 @@ def command(code: str | None, fmt: str) -> None:
             click.echo(json.dumps(_entry(cls) | {"documentation": cls.documentation()},
                                   indent=2))
             return
-        click.echo(f"{cls.code} {cls.name} (default severity: {cls.severity})\n")
+        fix = f"; fix: {cls.fix_kind()}" if cls.fix_kind() else ""
+        click.echo(f"{cls.code} {cls.name} (default severity: {cls.severity}{fix})\n")
         click.echo(cls.documentation())
         return
     if fmt == "json":
@@ -37,11 +38,15 @@ def command(code: str | None, fmt: str) -> None:
         click.echo(json.dumps([_entry(cls) for cls in rules.values()], indent=2))
         return
     width = max(len(cls.name) for cls in rules.values())
+    click.echo(f"{'code':<6} {'name':<{width}}  {'default':<7}  {'fix':<6}  summary")
     for cls in rules.values():
         click.echo(f"{cls.code:<6} {cls.name:<{width}}  {str(cls.severity):<7}  "
-                   f"{cls.summary()}")
+                   f"{cls.fix_kind() or '':<6}  {cls.summary()}")
+    click.echo("\nfix: safe (applied by --fix) or unsafe (needs --unsafe-fixes: it changes "
+               "what the net computes or which weights load).")
 
 
 def _entry(cls) -> dict:
     return {"code": cls.code, "name": cls.name, "severity": str(cls.severity),
-            "summary": cls.summary(), "needs_weights": cls.needs_weights}
+            "summary": cls.summary(), "needs_weights": cls.needs_weights,
+            "fix": cls.fix_kind()}

@@ -8,6 +8,9 @@ from each checked file; command-line options override it.
                                      # | ssd | ... (`bnlint check --help` lists them)
     # proto = "caffe/fork.proto"     # instead of dialect: your fork's own caffe.proto
     fail-on = "error"                # error | warning | info
+    extend-exclude = ["third_party"] # globs skipped when a folder is searched (as ruff);
+                                     # `exclude` replaces the defaults
+    respect-gitignore = true         # skip what .gitignore ignores when searching folders
     [tool.bnlint.per-file-ignores]
     "models/legacy/*.prototxt" = ["N006"]
 """
@@ -37,6 +40,9 @@ class LintConfig:
     fail_on: Severity = Severity.ERROR
     per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     root: str | None = None          # folder of the config file (patterns are relative)
+    exclude: tuple[str, ...] | None = None    # None: discovery's defaults
+    extend_exclude: tuple[str, ...] = ()
+    respect_gitignore: bool = True
 
     def enabled(self, code: str, path: str | None = None) -> bool:
         selected = (not self.select or _matches(code, self.select)
@@ -153,7 +159,7 @@ def load_config(path: Path) -> LintConfig:
 
 def config_from_table(table: dict, where: str) -> LintConfig:
     known = {"select", "ignore", "extend-select", "dialect", "proto", "fail-on",
-             "per-file-ignores"}
+             "per-file-ignores", "exclude", "extend-exclude", "respect-gitignore"}
     unknown = set(table) - known
     if unknown:
         raise BnlintError(f"unknown option(s) in [tool.bnlint]: {', '.join(sorted(unknown))} "
@@ -200,8 +206,21 @@ def config_from_table(table: dict, where: str) -> LintConfig:
         per_file.append((pattern, selectors(listed, f"'per-file-ignores' entry {pattern!r}",
                                             where)))
     per_file = tuple(per_file)
+
+    def globs(key: str) -> tuple[str, ...] | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BnlintError(f"'{key}' must be a list of glob patterns", path=where)
+        return tuple(value)
+
+    gitignore = table.get("respect-gitignore", True)
+    if not isinstance(gitignore, bool):
+        raise BnlintError("'respect-gitignore' must be true or false", path=where)
     return LintConfig(codes("select"), codes("ignore"), codes("extend-select"), dialect,
-                      proto, fail_on, per_file, str(Path(where).resolve().parent))
+                      proto, fail_on, per_file, str(Path(where).resolve().parent),
+                      globs("exclude"), globs("extend-exclude") or (), gitignore)
 
 
 def selectors(values, what: str, where: str) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ class FixedSource:
     original: SourceFile
     text: str
     result: FileResult          # the lint result of the fixed text
+    fixed: int = 0              # findings whose fix was applied (`--fix`'s summary)
 
     def unified_diff(self) -> str:
         return "".join(difflib.unified_diff(
@@ -35,12 +36,13 @@ def fix_source(source: SourceFile, config: LintConfig, *, unsafe: bool = False,
                weights=None) -> FixedSource:
     current = source
     result = lint_source(current, config, weights)
+    fixed = 0
     for _ in range(MAX_ROUNDS):
         groups = [list(d.fix.edits) for d in result.diagnostics
                   if d.fix is not None and (d.fix.safe or unsafe) and d.fix.edits]
         if not groups:
             break
-        edits, _deferred = select_compatible(groups)
+        edits, deferred = select_compatible(groups)
         new_text = apply_edits(current.text, edits)
         if new_text == current.text:
             break
@@ -52,5 +54,6 @@ def fix_source(source: SourceFile, config: LintConfig, *, unsafe: bool = False,
         except ParseError:
             break  # never write a file that does not parse
         current = candidate
+        fixed += len(groups) - deferred
         result = lint_source(current, config, weights)
-    return FixedSource(source, current.text, result)
+    return FixedSource(source, current.text, result, fixed)

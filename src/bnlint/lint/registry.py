@@ -70,6 +70,16 @@ class Rule:
     def documentation(cls) -> str:
         return inspect.getdoc(cls) or ""
 
+    @classmethod
+    def fix_kind(cls) -> str | None:
+        """"safe" or "unsafe" as the documentation declares it (a paragraph starting
+        `Fix (safe...` or `Fix (unsafe...`), None for a rule without a fix; a test holds
+        the rules' actual fixes to it."""
+        import re
+
+        m = re.search(r"^Fix \((safe|unsafe)\b", cls.documentation(), re.MULTILINE)
+        return m.group(1) if m else None
+
 
 def all_rules() -> dict[str, type[Rule]]:
     """Every rule, its module imported (the rule modules register on import)."""
@@ -97,8 +107,7 @@ def parse_selector(text: str) -> str:
     by_name = {cls.name: code for code, cls in rules.items()}
     if word.lower() in by_name:
         code = by_name[word.lower()]
-        raise UnknownCodeError(f"{word!r} is the name of rule {code}; select rules by code "
-                               f"({code})")
+        raise UnknownCodeError(f"{word!r} is the name of rule {code}; use its code, {code}")
     code = word.upper()
     if code == "ALL" or any(known.startswith(code) for known in rules):
         if code:

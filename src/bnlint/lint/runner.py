@@ -13,11 +13,12 @@ from bnlint.lint.diagnostics import Diagnostic, Severity
 from bnlint.lint.registry import Rule, all_rules
 from bnlint.source import SourceFile
 
-from bnlint.lint.rules.framework import SyntaxError_, UnusedSuppression
+from bnlint.lint.rules.framework import InvalidSuppression, SyntaxError_, UnusedSuppression
 
 # The two rules the runner reports itself (documented like every other rule).
 SYNTAX_ERROR = (SyntaxError_.code, SyntaxError_.name)
 UNUSED_SUPPRESSION = (UnusedSuppression.code, UnusedSuppression.name)
+INVALID_SUPPRESSION = (InvalidSuppression.code, InvalidSuppression.name)
 
 
 @dataclass
@@ -68,6 +69,10 @@ def lint_source(source: SourceFile, config: LintConfig, weights=None) -> FileRes
     diags = _merge_phases(diags, {str(state) for state in ctx.states})
 
     directives = suppressions.find_directives(source, text_file.tree)
+    if config.enabled(INVALID_SUPPRESSION[0], source.path):
+        diags.extend(Diagnostic(*INVALID_SUPPRESSION, Severity.WARNING, p.message, source,
+                                p.start, p.end)
+                     for p in suppressions.find_problems(source, text_file.tree))
     suppressions.attach_to_layers(directives, source,
                                   [(lv.node.start, lv.node.end) for lv in view.layers])
     diags = suppressions.apply(diags, directives, source)

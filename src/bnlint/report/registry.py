@@ -44,6 +44,10 @@ class ReportOptions:
     color: bool | None = None
     tool_version: str = __version__
     show_all: bool = False
+    #: -q: the findings and nothing else (no summary line)
+    quiet: bool = False
+    #: with --fix: how many findings were fixed (the summary says so)
+    fixed: int | None = None
 
 
 class Format(Protocol):

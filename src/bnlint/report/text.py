@@ -61,7 +61,8 @@ class TextFormat:
             for f in entries:
                 for line in finding(f, options.show_fixes):
                     console.print(line, soft_wrap=True)
-        console.print(summary(results, len(entries)), soft_wrap=True)
+        if not options.quiet:
+            console.print(summary(results, len(entries), options.fixed), soft_wrap=True)
 
 
 def finding(f: Finding | Diagnostic, show_fixes: bool) -> list[Text]:
@@ -176,11 +177,16 @@ def statistics_table(results: list[FileResult]) -> Table:
     return table
 
 
-def summary(results: list[FileResult], entries: int | None = None) -> Text:
-    """Counts of every site; `entries`, when fewer, says the repeated ones were shown once."""
+def summary(results: list[FileResult], entries: int | None = None,
+            fixed: int | None = None) -> Text:
+    """Counts of every site; `entries`, when fewer, says the repeated ones were shown once;
+    after --fix, how many were fixed and how many remain (as ruff)."""
     from rich.text import Text
 
     diagnostics = [d for r in results for d in r.diagnostics]
+    if fixed:
+        return Text(f"Found {plural(fixed + len(diagnostics), 'finding')} ({fixed} fixed, "
+                    f"{len(diagnostics)} remaining).", style="bold")
     if not diagnostics:
         return Text(f"No findings in {plural(len(results), 'file')}.", style="bold green")
     by_severity = {s: sum(d.severity == s for d in diagnostics) for s in Severity}

@@ -43,3 +43,25 @@ class UnusedSuppression(Rule):
     code = "S001"
     name = "unused-suppression"
     severity = Severity.WARNING
+
+
+@register_rule
+class InvalidSuppression(Rule):
+    """A `# bnlint:` comment that cannot suppress anything: a misspelt directive or a
+    code no rule has.
+
+    A typo in a suppression would otherwise pass silently, and the finding it was meant
+    for would stay (or, worse, the comment would be read as meant and forgotten). The
+    message names the nearest directive or code. A rule's name is not a code.
+
+    Bad:
+        layer { name: "bn1" type: "BatchNorm" bottom: "x" top: "x" }  # bnlint: disabel=BN010
+        layer { name: "bn2" type: "BatchNorm" bottom: "x" top: "x" }  # bnlint: disable=BN999
+
+    Good:
+        layer { name: "bn1" type: "BatchNorm" bottom: "x" top: "x" }  # bnlint: disable=BN010
+    """
+
+    code = "S002"
+    name = "invalid-suppression"
+    severity = Severity.WARNING
