@@ -22,8 +22,8 @@ from bnlint.caffe.load import parse_text
 from bnlint.caffe.net import net_view
 from bnlint.caffe.phase import Phase
 from bnlint.errors import ForwardError
+from bnlint.forward.ops.base import overwriting
 from bnlint.forward.executor import Network
-from bnlint.forward.ops.norm import overwriting
 from bnlint.forward.registry import OPS, op_for
 from bnlint.source import SourceFile
 

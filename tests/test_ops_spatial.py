@@ -23,6 +23,7 @@ from bnlint.caffe.layers import pooling, structure
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError, ForwardError
 from bnlint.forward.ops import conv as conv_module
+from bnlint.forward.ops.base import scratch_buffer
 from bnlint.forward.registry import op_for
 
 F32 = np.float32
@@ -453,7 +454,7 @@ def test_pooling_refills_the_reused_padding_buffer(method, pad):
     # must be filled on every call, whatever an earlier layer left there.
     x = rand(np.random.default_rng(12), 1, 2, 6, 6) - F32(2)    # all negative
     top, _ = pool_reference(x, method, (3, 3), (2, 2), pad)
-    conv_module._scratch_buffer("padded", (4096,))[...] = F32(1e30)
+    scratch_buffer("padded", (4096,))[...] = F32(1e30)
     assert np.array_equal(run(pool_text(method, (3, 3), (2, 2), pad), [x]), top)
 
 

@@ -18,7 +18,7 @@ from bnlint.caffe.dialects import (AUTO, PORTABLE, Detection, Dialect, detect_di
                                    dialect_for_schema, get_dialect, resolve_dialect)
 from bnlint.caffe.messages import SchemaProblem, to_message
 from bnlint.caffe.schema import Schema, default_schema
-from bnlint.errors import BnlintError
+from bnlint.errors import BnlintError, SchemaError
 from bnlint.files import decode_text, read_bytes
 from bnlint.source import SourceFile
 from bnlint.syntax import Document, parse_source
@@ -156,3 +156,18 @@ def read_any(path: str, schema: Schema | None = None,
     if looks_binary(data):
         return parse_binary(data, shown, schema, dialect=dialect)
     return parse_text(decode_text(data, shown), schema, dialect=dialect)
+
+
+def schema_problems_error(doc, cannot: str = "cannot convert faithfully") -> SchemaError:
+    """All of a file's schema problems in one error, located at the first; `cannot`
+    says what the command cannot do because of them."""
+    first = doc.problems[0]
+    lines = [first.message]
+    for p in doc.problems[1:]:
+        line, col = doc.source.line_col(p.start)
+        lines.append(f"{doc.path}:{line}:{col}: {p.message}")
+    more = len(doc.problems)
+    return SchemaError("\n".join(lines) + (f"\n({more} problems; the net does not fit "
+                                           f"the schema, so bnlint {cannot})" if more > 1
+                                           else f" ({cannot})"),
+                       source=doc.source, offset=first.start)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bnlint.caffe.dialects import AUTO, dialect_names
+from bnlint.cli.options import check_dialect_options, dialect_options
 from bnlint.errors import EXIT_BAD_INPUT, BnlintError
 
 
@@ -45,32 +45,6 @@ def _format_names() -> list[str]:
     from bnlint.report import formats
 
     return formats()
-
-
-def dialect_options(fn):
-    """--dialect and --proto, for every command that reads nets."""
-    fn = click.option("--proto", "proto", type=click.Path(dir_okay=False), metavar="FILE",
-                      help="Read nets with this caffe.proto: your fork's own schema "
-                           "(compiled at run time; needs pip install 'bnlint[proto]').")(fn)
-    fn = click.option("--dialect", type=click.Choice((AUTO, *dialect_names())),
-                      help="The Caffe the net is for. auto (default): a fork's when "
-                           "the net has fields only that fork's schema knows, else "
-                           "portable; portable, bvlc and legacy use BVLC's schema; the "
-                           "others are forks.")(fn)
-    return fn
-
-
-def check_dialect_options(dialect: str | None, proto: str | None):
-    """The Dialect for --proto (compiled now, so a bad schema fails before any
-    file), the --dialect name, or None when neither was given."""
-    if dialect and proto:
-        raise click.UsageError("--dialect and --proto are mutually exclusive (a --proto "
-                               "schema is the dialect)")
-    if proto:
-        from bnlint.caffe.dialects import load_user_proto
-
-        return load_user_proto(proto)
-    return dialect
 
 
 def _globs(ctx, param, values: tuple[str, ...]) -> tuple[str, ...] | None:

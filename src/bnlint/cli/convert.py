@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from bnlint.cli.check import check_dialect_options, dialect_options
-from bnlint.errors import SchemaError
+from bnlint.caffe.load import schema_problems_error
+from bnlint.cli.options import check_dialect_options, dialect_options
 
 FORMATS = ("text", "binary", "json")
 _BINARY_SUFFIXES = (".caffemodel", ".binaryproto", ".pb", ".bin", ".solverstate")
@@ -20,21 +20,6 @@ def _default_format(output: str | None, input_is_binary: bool) -> str:
             return "json"
         return "text"
     return "text"
-
-
-def schema_problems_error(doc, cannot: str = "cannot convert faithfully") -> SchemaError:
-    """All of a file's schema problems in one error, located at the first; `cannot`
-    says what the command cannot do because of them."""
-    first = doc.problems[0]
-    lines = [first.message]
-    for p in doc.problems[1:]:
-        line, col = doc.source.line_col(p.start)
-        lines.append(f"{doc.path}:{line}:{col}: {p.message}")
-    more = len(doc.problems)
-    return SchemaError("\n".join(lines) + (f"\n({more} problems; the net does not fit "
-                                           f"the schema, so bnlint {cannot})" if more > 1
-                                           else f" ({cannot})"),
-                       source=doc.source, offset=first.start)
 
 
 @click.command()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import click
 
-from bnlint.cli.check import check_dialect_options, dialect_options
-from bnlint.cli.forward import input_shape_option
+from bnlint.cli.options import check_dialect_options, dialect_options, input_shape_option
 from bnlint.errors import BnlintError
 
 

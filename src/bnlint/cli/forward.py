@@ -12,54 +12,9 @@ import sys
 
 import click
 
+from bnlint.cli.options import (check_shape_names, input_shape_option, net_state, phase_option,
+                                stdout_console, weights_option)
 from bnlint.errors import BnlintError
-
-PHASES = ("test", "train")
-
-
-def parse_shape_option(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
-    """NAME=1,3,224,224 (repeatable) into {name: shape}."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for text in values:
-        name, sep, dims = text.partition("=")
-        name = name.strip()
-        try:
-            shape = tuple(int(d) for d in dims.split(","))
-        except ValueError:
-            shape = ()
-        if not sep or not name or not shape or any(d <= 0 for d in shape):
-            raise click.BadParameter(f"{text!r}: expected NAME=DIM,DIM,... with positive "
-                                     f"dims, e.g. data=1,3,224,224", ctx=ctx, param=param)
-        shapes[name] = shape
-    return shapes
-
-
-def weights_option(fn):
-    return click.option("--weights", "weights_path", metavar="W",
-                        help="Trained weights (.caffemodel); layers it lacks use their "
-                             "fillers.")(fn)
-
-
-def input_shape_option(fn):
-    return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=SHAPE",
-                        callback=parse_shape_option,
-                        help="Shape of an input blob, e.g. data=1,3,224,224 (repeatable); "
-                             "needed for data layers' tops.")(fn)
-
-
-def phase_option(fn):
-    return click.option("--phase", type=click.Choice(PHASES, case_sensitive=False),
-                        default="test", show_default=True,
-                        help="The net state's phase (which layers are active, BatchNorm "
-                             "statistics).")(fn)
-
-
-def net_state(phase: str):
-    from bnlint.caffe.net import NetState
-    from bnlint.caffe.phase import Phase
-
-    return NetState(Phase.parse(phase))
-
 
 def load_array_file(path: str) -> dict[str, object] | object:
     """An .npy array or an .npz archive (never pickles), with bnlint's file messages."""
@@ -125,14 +80,6 @@ def merged_input_shapes(arrays: dict[str, object],
     return merged
 
 
-def check_shape_names(names, shapes: dict[str, tuple[int, ...]]) -> None:
-    unknown = sorted(set(shapes) - set(names))
-    if unknown:
-        raise click.BadParameter(f"no input named {', '.join(map(repr, unknown))}; the net's "
-                                 f"inputs: {', '.join(names) or 'none'}",
-                                 param_hint="--input-shape")
-
-
 def _parse_blobs(text: str):
     if text in ("outputs", "all"):
         return text
@@ -174,17 +121,6 @@ def _run_with_progress(network, inputs, keep):
         # the hook only counts layers and keeps no array, so in-place reuse stays on
         return network.run(inputs, keep=keep, reuse=True,
                            on_layer=lambda layer, tops: progress.advance(task))
-
-
-def stdout_console():
-    """A rich console for stdout; wide when piped, so tables do not wrap at 80 columns."""
-    import os
-
-    from rich.console import Console
-
-    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
-        return Console()
-    return Console(width=160)
 
 
 def blob_table(blobs: dict):

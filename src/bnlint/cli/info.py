@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from bnlint.cli.forward import (check_shape_names, input_shape_option, net_state, phase_option,
+from bnlint.cli.options import (check_shape_names, input_shape_option, net_state, phase_option,
                                 stdout_console, weights_option)
 
 

@@ -68,7 +68,7 @@ def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, 
     source = read_text(train_path)
     text_file = parse_text(source)
     if text_file.problems:      # Caffe would refuse the deploy net made from it
-        from bnlint.cli.convert import schema_problems_error
+        from bnlint.caffe.load import schema_problems_error
 
         raise schema_problems_error(text_file, "cannot write a deploy net Caffe loads")
     options = DeployOptions(phase=Phase.parse(phase) if phase else None, stages=tuple(stages),

@@ -22,7 +22,7 @@ def command(input_path: str, output: str | None, in_place: bool) -> None:
 
     from bnlint.caffe.load import parse_text
     from bnlint.caffe.messages import INVALID_VALUE
-    from bnlint.cli.convert import schema_problems_error
+    from bnlint.caffe.load import schema_problems_error
     from bnlint.files import read_text, write_atomic
     from bnlint.transform.upgrade import upgrade_text
 

@@ -13,7 +13,7 @@ import time
 
 import click
 
-from bnlint.cli.forward import PHASES, input_shape_option, stdout_console
+from bnlint.cli.options import PHASES, input_shape_option, stdout_console
 from bnlint.errors import EXIT_CLEAN, EXIT_FINDINGS
 
 #: Seconds a run must last before a progress bar appears (short runs stay quiet).

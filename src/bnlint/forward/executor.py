@@ -24,9 +24,9 @@ import numpy as np
 from bnlint.caffe import shapes as shape_rules
 from bnlint.caffe.net import DATA_LAYER_TYPES, LayerView, NetGraph, NetState, NetView, layer_phase
 from bnlint.errors import BnlintError, ForwardError, SchemaError, WeightsError
+from bnlint.forward.ops.base import overwriting
 from bnlint.forward import ops as _ops  # noqa: F401  (registers every op)
 from bnlint.forward.fillers import blobs_from_fillers, dummy_data_tops
-from bnlint.forward.ops.norm import overwriting
 from bnlint.forward.registry import OPS, Op, op_for
 
 Shape = tuple[int, ...]

@@ -15,8 +15,14 @@ import numpy as np
 
 from bnlint.caffe.phase import Phase
 from bnlint.errors import ForwardError
-from bnlint.forward.ops.norm import (FreshTops, layer_error, result_like, row_length,
-                                     unbuffered_rows, via_double)
+from bnlint.forward.ops.base import (
+    FreshTops,
+    layer_error,
+    result_like,
+    row_length,
+    unbuffered_rows,
+    via_double,
+)
 from bnlint.forward.registry import Op, register_op
 
 _ZERO = np.float32(0)

@@ -18,7 +18,6 @@ Output sizes come from `bnlint.caffe.shapes`, so the forward and the linter agre
 
 from __future__ import annotations
 
-import threading
 from abc import abstractmethod
 from typing import Sequence
 
@@ -28,44 +27,15 @@ from numpy.lib.stride_tricks import as_strided
 from bnlint.caffe import shapes
 from bnlint.caffe.layers import convolution
 from bnlint.errors import ForwardError
-from bnlint.forward.ops.norm import FreshTops, unbuffered_rows
+from bnlint.forward.ops.base import (
+    FreshTops,
+    _pad_into,
+    caffe_blob,
+    pad_spatial,
+    scratch_buffer,
+    unbuffered_rows,
+)
 from bnlint.forward.registry import Op, register_op
-
-
-def caffe_blob(blobs: Sequence[np.ndarray], index: int, expected: tuple[int, ...],
-               what: str) -> np.ndarray:
-    """Parameter blob `index` as float32 of shape `expected`.
-
-    Accepts the legacy 4-D form Caffe itself accepts when it loads weights
-    (Blob::ShapeEquals): `expected` padded on the left with 1s to four axes.
-    """
-    if index >= len(blobs):
-        raise ForwardError(f"missing {what} blob (blob {index}); expected shape {expected}")
-    blob = np.asarray(blobs[index], dtype=np.float32)
-    legacy = (1,) * (4 - len(expected)) + tuple(expected)
-    if blob.shape != tuple(expected) and not (blob.ndim == 4 and blob.shape == legacy):
-        raise ForwardError(f"{what} blob has shape {blob.shape}, expected {expected}")
-    return blob.reshape(expected)
-
-
-def pad_spatial(x: np.ndarray, pad: Sequence[int], fill: float = 0.0,
-                total: Sequence[int] | None = None, *, scratch: bool = False) -> np.ndarray:
-    """(N, C, *spatial) with `pad` before each spatial axis, filled to `total` after.
-
-    `total` defaults to symmetric padding. Returns `x` itself when nothing is added.
-    With `scratch`, the result is a float32 buffer this thread reuses for the next
-    padding (read it before padding again): only its border is filled, and no fresh
-    allocation is made.
-    """
-    spatial = x.shape[2:]
-    if total is None:
-        total = tuple(size + 2 * p for size, p in zip(spatial, pad))
-    if not any(pad) and tuple(total) == tuple(spatial):
-        return x
-    shape = x.shape[:2] + tuple(total)
-    out = _scratch_buffer("padded", shape) if scratch else np.empty(shape, dtype=x.dtype)
-    _pad_into(x, pad, out, fill)
-    return out
 
 
 #: Largest column buffer, in floats (16 MB): bigger im2col work is done in row chunks.
@@ -91,43 +61,9 @@ FLAT_MAX_WIDTH = 16
 #: 3x3 convolutions (128 to 32 channels): 1.2-1.6x faster; at equal counts (ResNet) a wash.
 TAP_PRODUCTS_RATIO = 1.0
 
-_scratch = threading.local()
-
-
-def _scratch_buffer(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 work buffer reused across calls (one per name and thread).
-
-    Reusing it saves the page faults of a fresh multi-megabyte allocation per layer,
-    which otherwise cost about a third of a small convolution.
-    """
-    size = 1
-    for dim in shape:
-        size *= dim
-    buffer = getattr(_scratch, name, None)
-    if buffer is None or buffer.size < size:
-        buffer = np.empty(size, dtype=np.float32)
-        setattr(_scratch, name, buffer)
-    return buffer[:size].reshape(shape)
-
-
 def _zero_padded(x: np.ndarray, pad: Sequence[int]) -> np.ndarray:
     """pad_spatial with zeros, into the reused buffer."""
     return pad_spatial(x, pad, scratch=True)
-
-
-def _pad_into(x: np.ndarray, pad: Sequence[int], out: np.ndarray, fill: float = 0.0) -> None:
-    """Copy x into `out` at offset `pad` along each spatial axis and fill the rest."""
-    spatial = x.shape[2:]
-    for axis, (p, size) in enumerate(zip(pad, spatial), start=2):
-        border = [slice(None)] * out.ndim
-        if p:
-            border[axis] = slice(0, p)
-            out[tuple(border)] = fill
-        if out.shape[axis] > p + size:
-            border[axis] = slice(p + size, None)
-            out[tuple(border)] = fill
-    inner = tuple(slice(p, p + size) for p, size in zip(pad, spatial))
-    out[(slice(None), slice(None)) + inner] = x
 
 
 def _window_view(padded: np.ndarray, kernel: Sequence[int], stride: Sequence[int],
@@ -245,7 +181,7 @@ def _pointwise(batch: np.ndarray, geom: convolution.ConvGeometry, weights: np.nd
     if any(s != 1 for s in geom.stride):
         strided = batch[(slice(None), slice(None))
                         + tuple(slice(None, None, s) for s in geom.stride)]
-        batch = _scratch_buffer("columns", strided.shape)
+        batch = scratch_buffer("columns", strided.shape)
         np.copyto(batch, strided)
     cols = batch.reshape(num, group, channels // group, -1)
     np.matmul(weights.reshape(group, per_group_out, channels // group), cols,
@@ -279,7 +215,7 @@ def _im2col_product(batch: np.ndarray, geom: convolution.ConvGeometry, weights: 
         for first in range(0, out_spatial[0], rows_per_chunk):
             last = min(out_spatial[0], first + rows_per_chunk)
             source = windows[n][lead + (slice(first, last),)]
-            cols = _scratch_buffer("columns", source.shape)
+            cols = scratch_buffer("columns", source.shape)
             np.copyto(cols, source)
             np.matmul(weights, cols.reshape(group, kernel_dim, -1),
                       out=out_n[:, :, first * row_size:last * row_size])
@@ -298,9 +234,9 @@ def _flat_im2col_product(batch: np.ndarray, geom: convolution.ConvGeometry, weig
         for first in range(0, out_spatial[0], rows_per_chunk):
             last = min(out_spatial[0], first + rows_per_chunk)
             source = image.taps(n, 0, channels, first, last)
-            cols = _scratch_buffer("columns", source.shape)
+            cols = scratch_buffer("columns", source.shape)
             np.copyto(cols, source)
-            product = _scratch_buffer("product", (group, per_group_out, cols.shape[-1]))
+            product = scratch_buffer("product", (group, per_group_out, cols.shape[-1]))
             np.matmul(weights, cols.reshape(group, kernel_dim, -1), out=product)
             image.crop(product, out_n[:, :, first:last])
 
@@ -326,7 +262,7 @@ def _tap_products(batch: np.ndarray, geom: convolution.ConvGeometry, tap_weights
         for first in range(0, out_spatial[0], rows_per_chunk):
             last = min(out_spatial[0], first + rows_per_chunk)
             shifted = image.channel_taps(n, first, last)
-            products = _scratch_buffer("columns", kernel_shape + (num_output, shifted.shape[-1]))
+            products = scratch_buffer("columns", kernel_shape + (num_output, shifted.shape[-1]))
             np.matmul(tap_weights, shifted, out=products)
             grid = products.reshape((taps, num_output, last - first) + image.trailing)
             np.add.reduce(grid[crop], axis=0, out=out[n, :, first:last])
@@ -353,7 +289,7 @@ class _FlatImage:
         tail = sum((k - 1) * d * step for k, d, step in
                    zip(geom.kernel[1:], geom.dilation[1:], steps[1:]))
         size = shapes.count(padded_shape)
-        self.flat = _scratch_buffer("padded", (num, channels, size + tail))
+        self.flat = scratch_buffer("padded", (num, channels, size + tail))
         self.flat[:, :, size:] = 0.0
         _pad_into(batch, geom.pad, self.flat[:, :, :size].reshape((num, channels) + padded_shape))
         self.kernel = geom.kernel
@@ -414,7 +350,7 @@ def _depthwise(batch: np.ndarray, geom: convolution.ConvGeometry, weights: np.nd
         out_n = out[n].reshape(channels, multiplier, positions)
         for first in range(0, channels, block):
             last = min(channels, first + block)
-            cols = _scratch_buffer("columns", (last - first,) + windows.shape[2:])
+            cols = scratch_buffer("columns", (last - first,) + windows.shape[2:])
             np.copyto(cols, windows[n, first:last])
             np.matmul(weights[first:last], cols.reshape(last - first, taps, positions),
                       out=out_n[first:last])
@@ -435,9 +371,9 @@ def _flat_depthwise(batch: np.ndarray, geom: convolution.ConvGeometry, weights: 
         for first in range(0, channels, block):
             last = min(channels, first + block)
             source = image.taps(n, first, last, 0, out_spatial[0])
-            cols = _scratch_buffer("columns", source.shape)
+            cols = scratch_buffer("columns", source.shape)
             np.copyto(cols, source)
-            product = _scratch_buffer("product", (last - first, multiplier, positions))
+            product = scratch_buffer("product", (last - first, multiplier, positions))
             np.matmul(weights[first:last], cols.reshape(last - first, taps, positions),
                       out=product)
             image.crop(product, out_n[first:last])

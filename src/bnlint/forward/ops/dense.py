@@ -6,7 +6,7 @@ import numpy as np
 
 from bnlint.caffe import shapes
 from bnlint.errors import ForwardError
-from bnlint.forward.ops.conv import caffe_blob
+from bnlint.forward.ops.base import caffe_blob
 from bnlint.forward.registry import Op, register_op
 
 

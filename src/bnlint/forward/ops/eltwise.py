@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlint.errors import ForwardError
-from bnlint.forward.ops.norm import FreshTops, layer_error, may_overwrite
+from bnlint.forward.ops.base import FreshTops, layer_error, may_overwrite
 from bnlint.forward.registry import Op, register_op
 
 

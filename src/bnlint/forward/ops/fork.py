@@ -13,7 +13,7 @@ import numpy as np
 from bnlint.caffe.layers import base, batchnorm, pooling, structure
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError, ForwardError
-from bnlint.forward.ops.norm import layer_error
+from bnlint.forward.ops.base import layer_error
 from bnlint.forward.registry import Op, register_op
 
 F32 = np.float32

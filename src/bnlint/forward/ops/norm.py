@@ -13,11 +13,10 @@ layer, and the data stays where the cache already has it (5-7% of a whole forwar
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from typing import Sequence
 
 import numpy as np
 
+from bnlint.caffe.layers.base import canonical_axis
 from bnlint.caffe.layers.batchnorm import (
     batch_norm_blob_count,
     effective_eps,
@@ -26,120 +25,15 @@ from bnlint.caffe.layers.batchnorm import (
     uses_global_stats,
 )
 from bnlint.errors import ForwardError
+from bnlint.forward.ops.base import (
+    FreshTops,
+    layer_error,
+    result_like,
+    row_length,
+    unbuffered_rows,
+    via_double,
+)
 from bnlint.forward.registry import Op, register_op
-
-
-def via_double(ufunc: np.ufunc, x: np.ndarray, *args) -> np.ndarray:
-    """ufunc(x, *args) evaluated in float64 and rounded once to float32.
-
-    Caffe calls glibc's float expf/logf/powf (or the double versions), which are
-    correctly rounded; NumPy's float32 exp/log/power are SIMD approximations (SVML on
-    AVX-512) that miss by an ulp or two, differently per CPU. Double then one rounding
-    reproduces glibc's float32 answers (golden Caffe outputs match bit for bit).
-    Overflow and NaN are results here, as in Caffe, so NumPy's warnings are silenced.
-    """
-    wide = x.astype(np.float64)
-    with np.errstate(all="ignore"):
-        ufunc(wide, *args, out=wide)
-        return wide.astype(np.float32)
-
-
-_OVERWRITABLE: ContextVar[tuple[np.ndarray, ...]] = ContextVar("bnlint_overwritable",
-                                                              default=())
-
-
-class overwriting:  # noqa: N801  (used as a function-like context manager)
-    """`with overwriting(arrays):` ops run inside may write their results into these
-    arrays (their owner gave them up).
-
-    A context variable rather than an argument, so `Op.run` keeps its signature and an
-    op run any other way (or in another thread) never overwrites its bottoms. A class,
-    not @contextmanager, as it is entered once per layer.
-    """
-
-    __slots__ = ("_arrays", "_token")
-
-    def __init__(self, arrays: Sequence[np.ndarray]) -> None:
-        self._arrays = tuple(arrays)
-
-    def __enter__(self) -> None:
-        self._token = _OVERWRITABLE.set(self._arrays)
-
-    def __exit__(self, *exc) -> None:
-        _OVERWRITABLE.reset(self._token)
-
-
-def may_overwrite(x: np.ndarray) -> bool:
-    """Whether bottom `x` was handed over (see `overwriting`) and can take a float32 result."""
-    return (any(x is given for given in _OVERWRITABLE.get())
-            and x.dtype == np.float32 and x.flags.writeable)
-
-
-def result_like(x: np.ndarray) -> np.ndarray:
-    """Where an element-wise op writes its result: `x` itself when it was handed over."""
-    return x if may_overwrite(x) else np.empty_like(x, dtype=np.float32)
-
-
-#: Shortest row (values per broadcast operand value) that `unbuffered_rows` runs in place
-#: (measured: rows of 196 go 1.3x faster unbuffered, rows of 144 1.1x slower).
-UNBUFFERED_MIN_ROW = 160
-
-
-class unbuffered_rows:  # noqa: N801  (used as a function-like context manager)
-    """`with unbuffered_rows(length):` around ufuncs that broadcast one operand value over
-    each row of `length` values (a per-channel operand over an image).
-
-    NumPy copies such rows into its 8192-value ufunc buffers, which costs 2-3x the
-    arithmetic for rows of a few hundred to a few thousand values; with a 16-value
-    buffer it runs each row in place. Rows shorter than UNBUFFERED_MIN_ROW are faster
-    buffered, so they are left alone. np.errstate scopes the buffer size (a context
-    variable): nothing outside the block, or in another thread, sees it.
-    """
-
-    __slots__ = ("_state",)
-
-    def __init__(self, length: int) -> None:
-        self._state = np.errstate() if length >= UNBUFFERED_MIN_ROW else None
-
-    def __enter__(self) -> None:
-        if self._state is not None:
-            self._state.__enter__()
-            np.setbufsize(16)
-
-    def __exit__(self, *exc) -> None:
-        if self._state is not None:
-            self._state.__exit__(*exc)
-
-
-def row_length(operand: np.ndarray, shape: tuple[int, ...]) -> int:
-    """Values per row when `operand` broadcasts over `shape`: the trailing axes it spans
-    with size 1."""
-    row = 1
-    for size, own in zip(reversed(shape), reversed(operand.shape)):
-        if own != 1:
-            break
-        row *= size
-    return row
-
-
-class FreshTops:
-    """Mixin for an op whose tops are always new arrays, or its bottoms (or views of them):
-    never a blob or an array it keeps between runs. Only such tops can be handed over
-    to the ops that read them last, since nothing else holds them."""
-
-    fresh_tops = True
-
-
-def layer_error(op: Op, message: str) -> ForwardError:
-    """An error raised while an op reads its layer (outside `run`, which adds the same prefix)."""
-    return ForwardError(f"layer '{op.name}' ({op.type}): {message}")
-
-
-def canonical_axis(axis: int, num_axes: int) -> int:
-    """Caffe's Blob::CanonicalAxisIndex: -num_axes <= axis < num_axes, negative from the end."""
-    if not -num_axes <= axis < num_axes:
-        raise ForwardError(f"axis {axis} is out of range for a bottom with {num_axes} axes")
-    return axis + num_axes if axis < 0 else axis
 
 
 def broadcast_operand(operand: np.ndarray, bottom_shape: tuple[int, ...], axis: int,
@@ -151,7 +45,7 @@ def broadcast_operand(operand: np.ndarray, bottom_shape: tuple[int, ...], axis: 
     ignores the axis.
     """
     ndim = len(bottom_shape)
-    start = 0 if operand.ndim == 0 else canonical_axis(axis, ndim)
+    start = 0 if operand.ndim == 0 else canonical_axis(axis, bottom_shape)
     stop = start + operand.ndim
     if stop > ndim:
         raise ForwardError(f"{what} of shape {list(operand.shape)} extends past the bottom's "
@@ -453,7 +347,7 @@ class Softmax(FreshTops, Op):
 
     def _forward(self, bottoms):
         x = bottoms[0]
-        axis = canonical_axis(self.axis, x.ndim)
+        axis = canonical_axis(self.axis, x.shape)
         y = via_double(np.exp, np.subtract(x, x.max(axis=axis, keepdims=True)))
         y /= y.sum(axis=axis, keepdims=True, dtype=np.float32)
         return [y]

@@ -30,8 +30,7 @@ from bnlint.caffe import rare_shapes, shapes
 from bnlint.caffe.layers import pooling
 from bnlint.caffe.phase import Phase
 from bnlint.errors import ForwardError
-from bnlint.forward.ops.conv import pad_spatial
-from bnlint.forward.ops.norm import FreshTops
+from bnlint.forward.ops.base import FreshTops, pad_spatial
 from bnlint.forward.registry import Op, register_op
 
 FLT_MAX = np.finfo(np.float32).max

@@ -26,7 +26,7 @@ from bnlint.caffe import rare_shapes
 from bnlint.caffe.rare_shapes import RecurrentGeometry
 from bnlint.caffe.shapes import count
 from bnlint.errors import ForwardError
-from bnlint.forward.ops.norm import FreshTops
+from bnlint.forward.ops.base import FreshTops
 from bnlint.forward.registry import Op, register_op
 
 F32 = np.float32

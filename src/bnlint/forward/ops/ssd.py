@@ -15,7 +15,7 @@ import numpy as np
 
 from bnlint.caffe.layers import base, detection, structure
 from bnlint.errors import BnlintError, ForwardError
-from bnlint.forward.ops.norm import layer_error
+from bnlint.forward.ops.base import layer_error
 from bnlint.forward.registry import Op, register_op
 
 F32 = np.float32

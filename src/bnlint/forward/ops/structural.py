@@ -17,7 +17,7 @@ import numpy as np
 from bnlint.caffe import rare_shapes, shapes
 from bnlint.caffe.layers import structure
 from bnlint.errors import ForwardError
-from bnlint.forward.ops.conv import pad_spatial
+from bnlint.forward.ops.base import pad_spatial
 from bnlint.forward.registry import Op, register_op
 
 INT_MAX = np.iinfo(np.int32).max

@@ -13,8 +13,8 @@ import numpy as np
 
 from bnlint.caffe import shapes
 from bnlint.caffe.layers.convolution import conv_geometry
-from bnlint.forward.ops.conv import caffe_blob
 from bnlint.export.onnx.registry import register_converter
+from bnlint.forward.ops.base import caffe_blob
 
 
 def _conv_attrs(geom) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlint.export.onnx.registry import register_converter
-from bnlint.forward.ops.norm import canonical_axis
+from bnlint.caffe.layers.base import canonical_axis
 
 F32 = np.float32
 
@@ -75,7 +75,7 @@ def _operand_shape(operand_shape, bottom_shape, axis: int) -> tuple[int, ...]:
     ndim = len(bottom_shape)
     if len(operand_shape) == 0:
         return ()
-    start = canonical_axis(axis, ndim)
+    start = canonical_axis(axis, bottom_shape)
     return tuple(operand_shape) + (1,) * (ndim - start - len(operand_shape))
 
 
@@ -151,5 +151,5 @@ def mvn(nodes) -> None:
 
 @register_converter("Softmax")
 def softmax(nodes) -> None:
-    axis = canonical_axis(nodes.op.axis, len(nodes.bottom_shapes[0]))
+    axis = canonical_axis(nodes.op.axis, nodes.bottom_shapes[0])
     nodes.node("Softmax", [nodes.bottoms[0]], nodes.tops[0], axis=axis)

@@ -1,0 +1,106 @@
+"""Options and helpers that several commands share, so no command module imports another.
+
+Decorators add one option (or a group) to a click command; the helpers turn their
+values into library objects. Heavy imports stay inside the helpers: `bnlint check`
+imports this module too.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bnlint.caffe.dialects import AUTO, dialect_names
+
+
+def dialect_options(fn):
+    """--dialect and --proto, for every command that reads nets."""
+    fn = click.option("--proto", "proto", type=click.Path(dir_okay=False), metavar="FILE",
+                      help="Read nets with this caffe.proto: your fork's own schema "
+                           "(compiled at run time; needs pip install 'bnlint[proto]').")(fn)
+    fn = click.option("--dialect", type=click.Choice((AUTO, *dialect_names())),
+                      help="The Caffe the net is for. auto (default): a fork's when "
+                           "the net has fields only that fork's schema knows, else "
+                           "portable; portable, bvlc and legacy use BVLC's schema; the "
+                           "others are forks.")(fn)
+    return fn
+
+
+def check_dialect_options(dialect: str | None, proto: str | None):
+    """The Dialect for --proto (compiled now, so a bad schema fails before any
+    file), the --dialect name, or None when neither was given."""
+    if dialect and proto:
+        raise click.UsageError("--dialect and --proto are mutually exclusive (a --proto "
+                               "schema is the dialect)")
+    if proto:
+        from bnlint.caffe.dialects import load_user_proto
+
+        return load_user_proto(proto)
+    return dialect
+
+
+PHASES = ("test", "train")
+
+
+def parse_shape_option(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """NAME=1,3,224,224 (repeatable) into {name: shape}."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in values:
+        name, sep, dims = text.partition("=")
+        name = name.strip()
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or any(d <= 0 for d in shape):
+            raise click.BadParameter(f"{text!r}: expected NAME=DIM,DIM,... with positive "
+                                     f"dims, e.g. data=1,3,224,224", ctx=ctx, param=param)
+        shapes[name] = shape
+    return shapes
+
+
+def weights_option(fn):
+    return click.option("--weights", "weights_path", metavar="W",
+                        help="Trained weights (.caffemodel); layers it lacks use their "
+                             "fillers.")(fn)
+
+
+def input_shape_option(fn):
+    return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=SHAPE",
+                        callback=parse_shape_option,
+                        help="Shape of an input blob, e.g. data=1,3,224,224 (repeatable); "
+                             "needed for data layers' tops.")(fn)
+
+
+def phase_option(fn):
+    return click.option("--phase", type=click.Choice(PHASES, case_sensitive=False),
+                        default="test", show_default=True,
+                        help="The net state's phase (which layers are active, BatchNorm "
+                             "statistics).")(fn)
+
+
+def net_state(phase: str):
+    from bnlint.caffe.net import NetState
+    from bnlint.caffe.phase import Phase
+
+    return NetState(Phase.parse(phase))
+
+
+def check_shape_names(names, shapes: dict[str, tuple[int, ...]]) -> None:
+    unknown = sorted(set(shapes) - set(names))
+    if unknown:
+        raise click.BadParameter(f"no input named {', '.join(map(repr, unknown))}; the net's "
+                                 f"inputs: {', '.join(names) or 'none'}",
+                                 param_hint="--input-shape")
+
+
+def stdout_console():
+    """A rich console for stdout; wide when piped, so tables do not wrap at 80 columns."""
+    import os
+
+    from rich.console import Console
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=160)
