@@ -26,7 +26,7 @@ import pytest
 
 from conftest import FIXTURES, REPO
 from test_fuzz import (WEIGHTS_NET, active_rows, assert_clean_exit, invoke,
-                       memory_cap, registered, stray_temporaries, weights_arrays)
+                       memory_cap, stray_temporaries, weights_arrays)
 
 from bnlint.caffe.schema import default_schema
 from bnlint.caffe.weights import caffemodel_bytes, write_caffemodel
@@ -34,11 +34,6 @@ from bnlint.caffe.weights import caffemodel_bytes, write_caffemodel
 EXAMPLES = FIXTURES / "examples"
 CLEAN = EXAMPLES / "tiny_resnet_train_val.prototxt"
 FIXABLE = FIXTURES / "rules" / "bn001_not_frozen.prototxt"
-
-
-def needs(command: str):
-    return pytest.mark.skipif(command not in registered(),
-                              reason=f"`bnlint {command}` is not registered yet")
 
 
 def rows_of(command: str) -> list[list[str]]:
@@ -256,8 +251,6 @@ def test_convert_refuses_to_overwrite_its_input(net, tmp_path):
 
 @pytest.mark.parametrize("command", ["upgrade", "to-deploy"])
 def test_writers_refuse_to_overwrite_their_input_unless_in_place(net, tmp_path, command):
-    if command not in registered():
-        pytest.skip(f"`bnlint {command}` is not registered yet")
     template = next(argv for argv in rows_of(command) if "-o" in argv)
     argv = fill(template, net=net, out=tmp_path, weights="")
     argv[argv.index("-o") + 1] = str(net)
@@ -489,8 +482,6 @@ WEIGHT_READERS = ["forward", "verify", "fold", "info"]
 @pytest.mark.parametrize("command", WEIGHT_READERS)
 @pytest.mark.parametrize("kind", sorted(BROKEN_WEIGHTS))
 def test_other_commands_with_broken_weights(tmp_path, command, kind):
-    if command not in registered():
-        pytest.skip(f"`bnlint {command}` is not registered yet")
     data, words = BROKEN_WEIGHTS[kind]
     weights = tmp_path / "w.caffemodel"
     weights.write_bytes(data)
@@ -531,8 +522,6 @@ def test_check_with_the_weights_of_another_net(tmp_path):
 @pytest.mark.parametrize("command", ["forward", "verify", "fold"])
 def test_runners_with_the_weights_of_another_net(tmp_path, command):
     """A net cannot run with blobs of the wrong shape: exit 2 naming layer and blob."""
-    if command not in registered():
-        pytest.skip(f"`bnlint {command}` is not registered yet")
     weights = tmp_path / "other.caffemodel"
     other_net_weights(weights)
     net = tmp_path / "net.prototxt"
@@ -543,7 +532,6 @@ def test_runners_with_the_weights_of_another_net(tmp_path, command):
         assert code == 2 and "layer 'conv'" in err and "blob 0" in err, err
 
 
-@needs("forward")
 def test_forward_with_a_negative_variance_says_so(tmp_path):
     import warnings
 
@@ -619,7 +607,6 @@ def test_the_scan_sees_what_it_looks_for():
         "np.load without allow_pickle=False", "np.load without allow_pickle=False"]
 
 
-@needs("forward")
 def test_forward_refuses_a_pickled_npy(tmp_path):
     """An object array in an .npy is a pickle: loading it must not run its payload."""
     marker = tmp_path / "pwned"

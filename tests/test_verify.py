@@ -384,10 +384,6 @@ TRAIN_NETS = [(TRAIN_VAL, {})] + [(CORPUS / train, shapes) for train, _, shapes 
 @pytest.mark.parametrize("train,shapes", TRAIN_NETS,
                          ids=[str(t).rsplit("/", 1)[-1] for t, _ in TRAIN_NETS])
 def test_to_deploy_output_is_equivalent_to_its_source(train, shapes, run_cli, tmp_path):
-    from bnlint.cli import COMMANDS
-
-    if "to-deploy" not in COMMANDS:
-        pytest.skip("`bnlint to-deploy` is not registered yet")
     if not Path(train).is_file():
         pytest.skip("../shared is not next to this clone")
     out = tmp_path / "deploy.prototxt"
