@@ -9,6 +9,7 @@ from bnlint.forward.ops import (  # noqa: F401
     norm,
     pooling,
     recurrent,
+    roi,
     ssd,
     structural,
 )

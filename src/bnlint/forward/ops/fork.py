@@ -1,5 +1,6 @@
 """Other forks' deploy-time layers: SegNet/ENet's Upsample and BN, ShuffleNet's
-ShuffleChannel, ReLU6, and PSPNet/DeepLab's Interp.
+ShuffleChannel, ReLU6, PSPNet/DeepLab's Interp, SENet's Axpy
+and caffenet-benchmark's EltwiseAffine.
 
 Each follows its fork's CPU code in float32 (sources named per class). Parameters are
 read by field name (`bnlint.caffe.layers.base.fork_field`), since the same layer type arrives in
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnlint.caffe import fork_geometry
 from bnlint.caffe.layers import base, batchnorm, pooling, structure
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError, ForwardError
-from bnlint.forward.ops.base import layer_error
+from bnlint.forward.ops.base import FreshTops, layer_error
 from bnlint.forward.registry import Op, register_op
 
 F32 = np.float32
@@ -264,3 +266,33 @@ def _source_positions(size_in: int, size_out: int, nearest: bool):
     second = first + (first < size_in - 1)
     weight = (position - first.astype(F32)).astype(F32)
     return (first, second), weight
+
+
+@register_op("Axpy")
+class Axpy(FreshTops, Op):
+    """axpy_layer.cpp (SENet's fork): top = y, then per (n, c) caffe_axpy adds
+    a[n, c] * x[n, c, ...]; i.e. a * x + y with a per-channel scale a."""
+
+    bottoms = (3, 3)
+
+    def _forward(self, bottoms):
+        scale, x, y = bottoms
+        fork_geometry.axpy_top_shape([scale.shape, x.shape, y.shape])
+        a = scale.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
+        return [a * x + y]
+
+
+@register_op("EltwiseAffine")
+class EltwiseAffine(FreshTops, Op):
+    """eltwise_affine_layer.cpp (ducha-aiki's caffenet-benchmark fork): top = x *
+    slope[c] + bias[c] over channel axis 1, or one slope and bias for every value with
+    channel_shared."""
+
+    def _forward(self, bottoms):
+        x = bottoms[0]
+        expected = fork_geometry.eltwise_affine_param_shapes(self.layer, x.shape)
+        if len(self.blobs) != 2:
+            raise ForwardError(f"needs 2 blobs (slope and bias), got {len(self.blobs)}")
+        slope, bias = (np.asarray(b, dtype=F32).reshape(
+            expected[0] + (1,) * (x.ndim - 2) if expected[0] else ()) for b in self.blobs)
+        return [x * slope + bias]
