@@ -242,8 +242,8 @@ def test_blob_count_must_match_the_layer():
 
 
 def test_unknown_layer_with_blobs_is_an_error_and_without_is_fine():
-    with pytest.raises(BnlintError, match="'LSTM' layer"):
-        blobs_from_fillers(layer("type: 'LSTM'"), [(4, 4)], rng())
+    with pytest.raises(BnlintError, match="'Embedding' layer"):
+        blobs_from_fillers(layer("type: 'Embedding'"), [(4, 4)], rng())
     assert blobs_from_fillers(layer("type: 'ReLU'"), [], rng()) == []
 
 
@@ -252,3 +252,21 @@ def test_filler_errors_name_the_layer_and_blob():
                  "weight_filler { type: 'bilinear' } bias_term: false }")
     with pytest.raises(BnlintError, match="layer 'up' \\(Deconvolution\\), blob 0: .*square"):
         blobs_from_fillers(conv, [(2, 1, 4, 3)], rng())
+
+
+def test_recurrent_fillers_follow_the_unrolled_nets_blob_order():
+    lstm = layer("type: 'LSTM' recurrent_param { num_output: 2 "
+                 "weight_filler { type: 'constant' value: 3 } "
+                 "bias_filler { type: 'constant' value: 5 } }", bottoms=3)
+    blobs = blobs_from_fillers(lstm, [(8, 4), (8,), (8, 6), (8, 2)], rng())
+    assert [float(b.flat[0]) for b in blobs] == [3, 5, 3, 3]
+    rnn = layer("type: 'RNN' recurrent_param { num_output: 2 "
+                "weight_filler { type: 'constant' value: 3 } "
+                "bias_filler { type: 'constant' value: 5 } }", bottoms=2)
+    blobs = blobs_from_fillers(rnn, [(2, 4), (2,), (2, 2), (2, 2), (2,)], rng())
+    assert [float(b.flat[0]) for b in blobs] == [3, 5, 3, 3, 5]
+
+
+def test_parameter_blob_is_zeros_as_caffe_allocates_it():
+    (blob,) = blobs_from_fillers(layer("type: 'Parameter'", bottoms=0), [(2, 3)], rng())
+    np.testing.assert_array_equal(blob, np.zeros((2, 3), np.float32))

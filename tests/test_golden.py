@@ -26,6 +26,8 @@ GOLDEN_NETS = [
     "squeezenet_v1.1",
     "densenet121",      # ceil_mode: false (the ceil-mode fork's dialect)
     "mobilenet_ssd",    # Permute, PriorBox, DetectionOutput (the SSD fork's dialect)
+    "bvlc_rare_layers/rare_ops",    # SPP, Im2col, Parameter, DummyData, BatchReindex
+    "bvlc_rare_layers/recurrent",   # RNN, LSTM (expose_hidden false and true), LSTMUnit
 ]
 # In mobilenet_ssd the last heads run on 1x1 and 2x2 maps whose seeded BatchNorm
 # statistics were measured on this very input: variance ~0.001, so (x - mean) is

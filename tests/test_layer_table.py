@@ -54,5 +54,6 @@ def test_families_and_macs():
     assert family_of("Pooling") == "pooling"
     assert family_of("NoSuchType") == "other"
     with_macs = sorted(name for name, entry in TABLE.items() if entry.macs is not None)
-    assert with_macs == ["Convolution", "Deconvolution", "InnerProduct"]
+    assert with_macs == ["Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct",
+                         "LSTM", "RNN"]
     assert lookup("BatchNorm").fold == "norm" and lookup("InnerProduct").fold == "into"

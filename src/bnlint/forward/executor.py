@@ -143,6 +143,16 @@ class Network:
         top_blobs = self.graph.tops[lv.index]
         if not lv.bottoms and (lv.type == "Input" or lv.type in DATA_LAYER_TYPES):
             return self._source_step(lv, top_blobs, slot_of, rng)
+        if lv.type == "Python":
+            # Never run; its tops (py-faster-rcnn's proposals: the ROIs) may be inputs.
+            wanted = [b.name for b in top_blobs if b.consumers]
+            missing = [name for name in wanted if name not in self._given_shapes]
+            if missing:
+                raise ForwardError(
+                    f"layer '{lv.name}' (Python): bnlint never runs Python layers; to run "
+                    f"the layers after it, give its tops as inputs: --input-shape "
+                    f"{missing[0]}=DIMS and --input {missing[0]}=FILE.npy")
+            return self._source_step(lv, top_blobs, slot_of, rng)
         if lv.type not in OPS:
             raise ForwardError(f"layer '{lv.name}': type '{lv.type}' is not supported by "
                                f"bnlint's forward (supported: {', '.join(sorted(OPS))})")
@@ -185,7 +195,8 @@ class Network:
                     f"{blob.name}=N,C,H,W (input_shapes=) and feed it as an input")
             slot_of[id(blob)] = self._new_slot(blob.name, shape)
             # A top nothing reads (an unused label) is not demanded from the caller.
-            if lv.type != "DummyData" and shape is not None and (blob.consumers or blob.name in self._given_shapes):
+            wanted = blob.consumers or blob.name in self._given_shapes
+            if lv.type != "DummyData" and shape is not None and wanted:
                 self._input_slots[blob.name] = slot_of[id(blob)]
             tops.append(slot_of[id(blob)])   # aligned with lv.tops for on_layer
         if lv.type == "DummyData" and all(self.slots[s].shape is not None for s in tops):

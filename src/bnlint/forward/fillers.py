@@ -201,8 +201,42 @@ def _prelu_fillers(layer) -> list:
 
 # Per layer type, what initialises each blob in blob order (from each LayerSetUp): a
 # FillerParameter, or a number for the constants Caffe substitutes when none is given.
+def _recurrent_fillers(layer) -> list:
+    """The unrolled net's InnerProducts (rnn_layer.cpp, lstm_layer.cpp): weight_filler for
+    every matrix, bias_filler for the biases, in the blob order of `recurrent_geometry`
+    (RNN W_xh, b_h, [W_xh_static], W_hh, W_ho, b_o; LSTM W_xc, b_c, [W_xc_static], W_hc);
+    a static input is a third bottom beyond the exposed states."""
+    param = layer.recurrent_param
+    weight, bias = param.weight_filler, param.bias_filler
+    exposed = (2 if layer.type == "LSTM" else 1) if param.expose_hidden else 0
+    static = [weight] if len(layer.bottom) == 3 + exposed else []
+    if layer.type == "LSTM":
+        return [weight, bias] + static + [weight]
+    return [weight, bias] + static + [weight, weight, bias]
+
+
+def _fork_filler(layer, param_name: str, field: str, default: float):
+    """A fork's filler field, or the constant its LayerSetUp substitutes when unset."""
+    param = fork_param(layer, param_name)
+    if param is not None and field in param.DESCRIPTOR.fields_by_name and param.HasField(field):
+        return getattr(param, field)
+    return default
+
+
 _LAYER_FILLERS = {
     "Convolution": lambda layer: _weight_and_bias(layer.convolution_param),
+    # conv_dw_layer.cpp: weight_filler, and bias_filler with bias_term.
+    "ConvolutionDepthwise": lambda layer: _weight_and_bias(layer.convolution_param),
+    "RNN": _recurrent_fillers,
+    "LSTM": _recurrent_fillers,
+    # parameter_layer.hpp fills nothing: the blob keeps the zeros Caffe allocates.
+    "Parameter": lambda layer: [0.0],
+    # eltwise_affine_layer.cpp: slope 1.0001 and bias 0.0001 unless fillers are given.
+    "EltwiseAffine": lambda layer: [
+        _fork_filler(layer, "eltwise_affine_param", "slope_filler", 1.0001),
+        _fork_filler(layer, "eltwise_affine_param", "bias_filler", 0.0001)],
+    # SSD's normalize_layer.cpp: scale_filler, else constant 1.
+    "Normalize": lambda layer: [_fork_filler(layer, "norm_param", "scale_filler", 1.0)],
     "Deconvolution": lambda layer: _weight_and_bias(layer.convolution_param),
     "InnerProduct": lambda layer: _weight_and_bias(layer.inner_product_param),
     "Embed": lambda layer: _weight_and_bias(layer.embed_param),

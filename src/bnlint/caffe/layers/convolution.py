@@ -18,6 +18,7 @@ from bnlint.caffe.layers.base import (
     canonical_axis,
     count,
     expect_bottoms,
+    fork_has,
 )
 from bnlint.caffe.layers.table import (
     CONVOLUTION,
@@ -201,10 +202,132 @@ def _embed(layer, bottoms: list[Shape]) -> LayerShapes:
 
 
 
+# ---------------------------------------------------------------- Im2col
+
+
+@dataclass(frozen=True)
+class Im2colGeometry:
+    channel_axis: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+    output: tuple[int, ...]
+
+    @property
+    def top_channels_per_input(self) -> int:
+        return count(self.kernel)
+
+
+def im2col_geometry(layer, bottom_shape: Shape) -> Im2colGeometry:
+    """im2col_layer.cpp: the convolution geometry without num_output (kernel_h/w or
+    kernel_size, stride, pad, dilation per spatial axis after `axis`)."""
+    param = layer.convolution_param
+    channel_axis = canonical_axis(param.axis, bottom_shape)
+    num_spatial = len(bottom_shape) - channel_axis - 1
+    if num_spatial < 1:
+        raise ShapeError(f"Im2col needs at least one spatial axis after the channel axis "
+                         f"{channel_axis}; bottom shape {tuple(bottom_shape)}")
+    kernel = _h_w_or_repeated(param, "kernel", num_spatial, None)
+    stride = _h_w_or_repeated(param, "stride", num_spatial, 1)
+    pad = _h_w_or_repeated(param, "pad", num_spatial, 0)
+    dilation = _per_axis(param.dilation, "dilation", num_spatial, 1)
+    if any(k <= 0 for k in kernel) or any(s <= 0 for s in stride) \
+            or any(d <= 0 for d in dilation):
+        raise ShapeError(f"kernel {kernel}, stride {stride} and dilation {dilation} must be "
+                         f"positive")
+    spatial = bottom_shape[channel_axis + 1:]
+    output = []
+    for size, k, s, p, d in zip(spatial, kernel, stride, pad, dilation):
+        extent = d * (k - 1) + 1
+        if size + 2 * p < extent:
+            raise ShapeError(f"kernel extent {extent} is larger than the padded input "
+                             f"{size} + 2*{p}")
+        output.append((size + 2 * p - extent) // s + 1)
+    return Im2colGeometry(channel_axis, kernel, stride, pad, dilation, tuple(output))
+
+
+def im2col_top_shape(layer, bottom_shape: Shape) -> Shape:
+    geom = im2col_geometry(layer, bottom_shape)
+    channels = bottom_shape[geom.channel_axis]
+    return (tuple(bottom_shape[:geom.channel_axis])
+            + (channels * geom.top_channels_per_input,) + geom.output)
+
+
+@shape_rule("Im2col")
+def _im2col(layer, bottoms: list[Shape]) -> LayerShapes:
+    expect_bottoms(bottoms, 1)
+    return LayerShapes(tops=[im2col_top_shape(layer, bottoms[0])])
+
+
+# ---------------------------------------------------------------- ConvolutionDepthwise
+
+
+def _pair(param, name: str, repeated: str, default: int | None) -> tuple[int, int]:
+    """conv_dw_layer.cpp: `<name>_h`/`<name>_w` when both are set, else the repeated
+    field's first value for both axes, or its first two (h, w)."""
+    if fork_has(param, f"{name}_h") and fork_has(param, f"{name}_w"):
+        return int(getattr(param, f"{name}_h")), int(getattr(param, f"{name}_w"))
+    values = list(getattr(param, repeated))
+    if not values:
+        if default is None:
+            raise ShapeError(f"ConvolutionDepthwise reads {repeated}[0], which is not set "
+                             f"(the fork's code would read past the end)")
+        return default, default
+    return (int(values[0]), int(values[0])) if len(values) == 1 \
+        else (int(values[0]), int(values[1]))
+
+
+def depthwise_geometry(layer, bottom_shape: Shape) -> ConvGeometry:
+    """ConvolutionDepthwise (yonghenglh6/DepthwiseConvolution's conv_dw_layer.cpp, used by
+    ShuffleNet and MobileNet forks): one k_h x k_w filter per input channel, so the top
+    has the bottom's channel count whatever num_output says; weights (C, 1, k_h, k_w),
+    bias (C). Stride and pad come as kernel_size does; dilation defaults to 1. The code
+    reads stride[0] and pad[0] even when they are absent (past the end of the field);
+    bnlint takes Caffe's defaults (1 and 0) there."""
+    if len(bottom_shape) != 4:
+        raise ShapeError(f"ConvolutionDepthwise uses 4-axis accessors; got shape "
+                         f"{tuple(bottom_shape)}")
+    param = layer.convolution_param
+    kernel = _pair(param, "kernel", "kernel_size", None)
+    stride = _pair(param, "stride", "stride", 1)
+    pad = _pair(param, "pad", "pad", 0)
+    dilation = _pair(param, "dilation", "dilation", 1)
+    if min(kernel) <= 0 or min(stride) <= 0 or min(dilation) <= 0:
+        raise ShapeError(f"kernel {kernel}, stride {stride} and dilation {dilation} must be "
+                         f"positive")
+    channels = bottom_shape[1]
+    return ConvGeometry(1, kernel, stride, pad, dilation, channels, channels,
+                        bool(param.bias_term))
+
+
+def depthwise_output(geom: ConvGeometry, spatial: Shape) -> tuple[int, ...]:
+    """conv_dw_layer.cpp Reshape: (in + 2p - extent) / s + 1 in C ints; a non-positive
+    size is refused (Caffe would build an empty or negative blob)."""
+    out = []
+    for size, extent, s, p in zip(spatial, geom.extent, geom.stride, geom.pad):
+        span = size + 2 * p - extent
+        if span < 0:
+            raise ShapeError(f"kernel extent {extent} is larger than the padded input "
+                             f"{size} + 2*{p}")
+        out.append(span // s + 1)
+    return tuple(out)
+
+
+@shape_rule("ConvolutionDepthwise")
+def _convolution_depthwise(layer, bottoms: list[Shape]) -> LayerShapes:
+    expect_bottoms(bottoms, 1)
+    geom = depthwise_geometry(layer, bottoms[0])
+    top = bottoms[0][:2] + depthwise_output(geom, bottoms[0][2:])
+    channels = bottoms[0][1]
+    params = [(channels, 1) + geom.kernel] + ([(channels,)] if geom.bias_term else [])
+    return LayerShapes(tops=[top], params=params)
+
+
 # ---------------------------------------------------------------- multiply-accumulates
 
 
-@mac_rule("Convolution")
+@mac_rule("Convolution", "ConvolutionDepthwise")
 def _convolution_macs(layer, bottoms: list[Shape], shapes: LayerShapes) -> int:
     """Each output element: C/group * kernel taps."""
     per_output = count(shapes.params[0], 1)

@@ -15,6 +15,8 @@ from bnlint.caffe.layers.base import (
     count,
     expect_bottoms,
     declared_tops,
+    fork_field,
+    fork_param,
 )
 from bnlint.caffe.layers.table import (
     DATA,
@@ -113,6 +115,36 @@ def _image_data(layer, bottoms: list[Shape]) -> LayerShapes:
             "transform_param.crop_size or new_height/new_width to fix them)")
     batch = param.batch_size
     tops = [(batch, 3 if param.is_color else 1, height, width), (batch,)]
+    return LayerShapes(tops=tops[:declared_tops(layer)])
+
+
+@shape_rule("DenseImageData")
+def _dense_image_data(layer, bottoms: list[Shape]) -> LayerShapes:
+    """SegNet's dense_image_data_layer.cpp: images and per-pixel label images, cropped to
+    transform_param.crop_size, else to crop_height x crop_width, else the first image's
+    size after the optional resize to new_height x new_width (unknowable without one)."""
+    expect_bottoms(bottoms, 0)
+    param = fork_param(layer, "dense_image_data_param")
+    crop = layer.transform_param.crop_size
+    crop_hw = (fork_field(param, "crop_height", 0), fork_field(param, "crop_width", 0))
+    new_hw = (fork_field(param, "new_height", 0), fork_field(param, "new_width", 0))
+    for what, pair in (("crop_height and crop_width", crop_hw),
+                       ("new_height and new_width", new_hw)):
+        if (pair[0] > 0) != (pair[1] > 0):
+            raise ShapeError(f"{what} must be set together")
+    if crop > 0:
+        height = width = crop
+    elif crop_hw[0] > 0:
+        height, width = crop_hw
+    elif new_hw[0] > 0:
+        height, width = new_hw
+    else:
+        raise DataDependentShapeError(
+            "DenseImageData's height and width come from the first image (set "
+            "new_height/new_width or crop_height/crop_width to fix them)")
+    batch = fork_field(param, "batch_size", 0)
+    channels = 3 if fork_field(param, "is_color", True) else 1
+    tops = [(batch, channels, height, width), (batch, 1, height, width)]
     return LayerShapes(tops=tops[:declared_tops(layer)])
 
 

@@ -3,10 +3,13 @@ pooling and proposals."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bnlint.caffe import forks
 from bnlint.caffe.layers.base import (
     LayerShapes,
     Shape,
+    count,
     expect_bottoms,
     float32,
     fork_field,
@@ -170,3 +173,59 @@ def _detection_output(layer, bottoms: list[Shape]) -> LayerShapes:
     return LayerShapes(tops=[(1, 1, 1, 7)])
 
 
+
+
+# ---------------------------------------------------------------- RoI pooling
+
+
+@dataclass(frozen=True)
+class RoiPooling:
+    """ROIPooling (max, pooled_h x pooled_w bins) or PSROIPooling (average, group_size
+    bins, output_dim channels) and the spatial scale from image to feature map."""
+
+    position_sensitive: bool
+    pooled: tuple[int, int]
+    spatial_scale: float
+    output_dim: int          # top channels (PSROIPooling); 0 for ROIPooling
+
+    def top_shape(self, data: Shape, rois: Shape) -> Shape:
+        channels = self.output_dim if self.position_sensitive else data[1]
+        return (rois[0], channels) + self.pooled
+
+
+def roi_pooling(layer, bottoms: list[Shape]) -> RoiPooling:
+    """ROIPooling (rbgirshick/caffe-fast-rcnn roi_pooling_layer.cpp): pooled_h, pooled_w
+    > 0. PSROIPooling (daijifeng001/caffe-rfcn psroi_pooling_layer.cpp): output_dim and
+    group_size > 0, and bottom channels == output_dim * group_size^2. Both: data (N, C,
+    H, W) and ROIs with 5 values each ([batch index, x1, y1, x2, y2])."""
+    if len(bottoms) != 2:
+        raise ShapeError(f"takes 2 bottoms (the data and the ROIs), got {len(bottoms)}")
+    data, rois = bottoms
+    if len(data) != 4:
+        raise ShapeError(f"the data bottom must have 4 axes, got shape {data}")
+    if len(rois) < 1 or count(rois, 1) != 5:
+        raise ShapeError(f"each ROI must hold 5 values (batch index, x1, y1, x2, y2); got "
+                         f"shape {rois}")
+    if layer.type == "PSROIPooling":
+        param = fork_param(layer, "psroi_pooling_param")
+        output_dim = int(fork_field(param, "output_dim", 0))
+        group = int(fork_field(param, "group_size", 0))
+        if output_dim <= 0 or group <= 0:
+            raise ShapeError("psroi_pooling_param output_dim and group_size must be > 0")
+        if data[1] != output_dim * group * group:
+            raise ShapeError(f"input channel number {data[1]} does not match layer "
+                             f"parameters: output_dim {output_dim} * group_size^2 "
+                             f"{group * group}")
+        return RoiPooling(True, (group, group),
+                          float(fork_field(param, "spatial_scale", 1.0)), output_dim)
+    param = fork_param(layer, "roi_pooling_param")
+    pooled = (int(fork_field(param, "pooled_h", 0)), int(fork_field(param, "pooled_w", 0)))
+    if min(pooled) <= 0:
+        raise ShapeError("roi_pooling_param pooled_h and pooled_w must be > 0")
+    return RoiPooling(False, pooled, float(fork_field(param, "spatial_scale", 1.0)), 0)
+
+
+@shape_rule("ROIPooling", "PSROIPooling")
+def _roi_pooling(layer, bottoms: list[Shape]) -> LayerShapes:
+    geom = roi_pooling(layer, bottoms)
+    return LayerShapes(tops=[geom.top_shape(bottoms[0], bottoms[1])])

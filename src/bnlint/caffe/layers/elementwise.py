@@ -1,4 +1,5 @@
-"""Element-wise layers over several blobs or learned operands: Eltwise, Scale, Bias."""
+"""Element-wise layers over several blobs or learned operands: Eltwise, Scale, Bias, and the
+forks' Axpy (SENet) and EltwiseAffine (caffenet-benchmark)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from bnlint.caffe.layers.base import (
     LayerShapes,
     Shape,
     canonical_axis,
+    count,
     enum_name,
     expect_bottoms,
+    fork_field,
+    fork_param,
 )
 from bnlint.caffe.layers.table import (
     ELEMENTWISE,
@@ -22,7 +26,7 @@ from bnlint.errors import ShapeError
 
 declare("Eltwise", ELEMENTWISE, param="eltwise_param", doc="sum, product or max of blobs")
 declare("EltwiseAffine", ELEMENTWISE, dialect=forks.ELTWISE_AFFINE,
-        doc="a learned per-channel affine map (a fork's Scale with bias)")
+        param="eltwise_affine_param", roles=[ROLE_PARAMETRIC, ROLE_IN_PLACE], doc="a learned per-channel affine map (a fork's Scale with bias)")
 declare("Axpy", ELEMENTWISE, dialect=forks.AXPY, doc="a * x + y, a per channel (SENet)")
 declare("Scale", ELEMENTWISE, param="scale_param", roles=[ROLE_PARAMETRIC, ROLE_IN_PLACE],
         doc="multiply by a learned or given blob, broadcast")
@@ -91,3 +95,46 @@ def _eltwise(layer, bottoms: list[Shape]) -> LayerShapes:
     return LayerShapes(tops=[bottoms[0]])
 
 
+
+
+# ---------------------------------------------------------------- fork layers
+
+
+def axpy_top_shape(bottoms: list[Shape]) -> Shape:
+    """axpy_layer.cpp (SENet's fork): bottoms a (N, C[, 1, 1]), x and y of one shape
+    (N, C, ...); the top is shaped like x."""
+    scale, x, y = bottoms
+    if len(scale) < 2 or len(x) < 2 or scale[:2] != x[:2]:
+        raise ShapeError(f"the scale bottom {scale} must share N and C with x {x}")
+    if len(scale) == 4 and scale[2:] != (1, 1):
+        raise ShapeError(f"a 4-axis scale bottom must be (N, C, 1, 1), got {scale}")
+    if count(scale) != x[0] * x[1]:
+        raise ShapeError(f"the scale bottom {scale} must hold one value per (n, c) of x")
+    if x != y:
+        raise ShapeError(f"x {x} and y {y} must have the same shape")
+    return x
+
+
+def eltwise_affine_channel_shared(layer) -> bool:
+    return bool(fork_field(fork_param(layer, "eltwise_affine_param"), "channel_shared", False))
+
+
+def eltwise_affine_param_shapes(layer, bottom_shape: Shape) -> list[Shape]:
+    """eltwise_affine_layer.cpp (ducha-aiki's caffenet-benchmark fork): slope and bias,
+    one per channel (axis 1), or 0-axis scalars with channel_shared."""
+    if len(bottom_shape) < 2:
+        raise ShapeError(f"EltwiseAffine needs at least 2 axes, got shape {bottom_shape}")
+    shape: Shape = () if eltwise_affine_channel_shared(layer) else (bottom_shape[1],)
+    return [shape, shape]
+
+
+@shape_rule("Axpy")
+def _axpy(layer, bottoms: list[Shape]) -> LayerShapes:
+    expect_bottoms(bottoms, 3)
+    return LayerShapes(tops=[axpy_top_shape(bottoms)])
+
+
+@shape_rule("EltwiseAffine")
+def _eltwise_affine(layer, bottoms: list[Shape]) -> LayerShapes:
+    expect_bottoms(bottoms, 1)
+    return LayerShapes(tops=[bottoms[0]], params=eltwise_affine_param_shapes(layer, bottoms[0]))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bnlint.caffe import forks
 from bnlint.caffe.layers.base import (
     LayerShapes,
     Shape,
+    count,
     enum_name,
     expect_bottoms,
     fork_field,
@@ -200,3 +202,58 @@ def _upsample(layer, bottoms: list[Shape]) -> LayerShapes:
         raise ShapeError(f"the mask bottom {bottoms[1]} must have the data's shape {shape}")
     return LayerShapes(tops=[shape[:2] + upsample_size(layer, shape, len(bottoms) == 2)])
 
+
+
+# ---------------------------------------------------------------- SPP
+
+
+def spp_levels(layer, bottom_shape: Shape) -> list[PoolGeometry]:
+    """One pooling per pyramid level, as spp_layer.cpp's GetPoolingParam sets it up:
+    2^level bins per axis, kernel ceil(size / bins), stride = kernel, and padding
+    (kernel * bins - size + 1) / 2 on each side; the pooling layer then rounds its
+    output as Caffe's PoolingLayer does (ceil, dropping a window that starts in the
+    padding), and checks pad < kernel."""
+    if len(bottom_shape) != 4:
+        raise ShapeError(f"SPP needs a 4-axis bottom (num, channels, height, width), got "
+                         f"shape {tuple(bottom_shape)}")
+    param = layer.spp_param
+    height, width = bottom_shape[2], bottom_shape[3]
+    if height <= 0 or width <= 0:
+        raise ShapeError("SPP input dimensions cannot be zero")
+    pyramid_height = int(param.pyramid_height)
+    if pyramid_height <= 0:
+        raise ShapeError("spp_param.pyramid_height must be set and positive")
+    method = enum_name(param, "pool")
+    levels = []
+    for level in range(pyramid_height):
+        bins = 2 ** level
+        kernel = (math.ceil(height / bins), math.ceil(width / bins))
+        pad = ((kernel[0] * bins - height + 1) // 2, (kernel[1] * bins - width + 1) // 2)
+        if (pad[0] or pad[1]) and method not in ("MAX", "AVE"):
+            raise ShapeError(f"SPP level {level}: padding is implemented only for MAX and "
+                             f"AVE pooling, not {method}")
+        if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
+            raise ShapeError(f"SPP level {level} ({bins}x{bins} bins on {height}x{width}): "
+                             f"the pooling pad {pad} is not smaller than the kernel {kernel}")
+        output = tuple(_pooled_size(size, k, k, p, True, axis)
+                       for size, k, p, axis in zip((height, width), kernel, pad,
+                                                   ("height", "width")))
+        levels.append(PoolGeometry(method, kernel, kernel, pad, output, False,
+                                   (height, width)))
+    return levels
+
+
+def spp_top_shape(layer, bottom_shape: Shape) -> Shape:
+    """(N, C, 1, 1) for one level (the pooling's own top); else the levels' outputs
+    flattened and concatenated: (N, C * sum of bins)."""
+    levels = spp_levels(layer, bottom_shape)
+    num, channels = bottom_shape[:2]
+    if len(levels) == 1:
+        return (num, channels) + levels[0].output
+    return (num, channels * sum(count(geom.output) for geom in levels))
+
+
+@shape_rule("SPP")
+def _spp(layer, bottoms: list[Shape]) -> LayerShapes:
+    expect_bottoms(bottoms, 1)
+    return LayerShapes(tops=[spp_top_shape(layer, bottoms[0])])

@@ -378,3 +378,23 @@ def _interp(layer, bottoms: list[Shape]) -> LayerShapes:
     _, _, height, width = interp_size(layer, bottoms)
     return LayerShapes(tops=[shape[:2] + (height, width)])
 
+
+
+# ---------------------------------------------------------------- BatchReindex
+
+
+def batch_reindex_top_shape(bottoms: list[Shape]) -> Shape:
+    """batch_reindex_layer.cpp: bottom[1] is a 1-axis list of indices into bottom[0]'s
+    first axis; the top takes its length as first axis."""
+    data, indices = bottoms
+    if len(indices) != 1:
+        raise ShapeError(f"the indices bottom must have 1 axis, got shape {indices}")
+    if len(data) < 1:
+        raise ShapeError("the data bottom needs at least 1 axis")
+    return (indices[0],) + tuple(data[1:])
+
+
+@shape_rule("BatchReindex")
+def _batch_reindex(layer, bottoms: list[Shape]) -> LayerShapes:
+    expect_bottoms(bottoms, 2)
+    return LayerShapes(tops=[batch_reindex_top_shape(bottoms)])

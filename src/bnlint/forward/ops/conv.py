@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from bnlint.caffe import fork_geometry, shapes
+from bnlint.caffe import shapes
 from bnlint.caffe.layers import convolution
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.base import (
@@ -415,12 +415,12 @@ class Deconvolution(_ConvBase):
 class ConvolutionDepthwise(Convolution):
     """conv_dw_layer.cpp: each channel convolved with its own k_h x k_w filter (weights
     (C, 1, k_h, k_w)), the bias added after; the top keeps the bottom's channels
-    whatever num_output says (`fork_geometry.depthwise_geometry`). That is a grouped
+    whatever num_output says (`convolution.depthwise_geometry`). That is a grouped
     convolution with group = num_output = C, computed by Convolution's code."""
 
     def _geometry(self, shape):
         geom = self._geometries.get(shape)
         if geom is None:
-            geom = self._geometries[shape] = fork_geometry.depthwise_geometry(self.layer,
+            geom = self._geometries[shape] = convolution.depthwise_geometry(self.layer,
                                                                              shape)
         return geom

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import fork_geometry
-from bnlint.caffe.layers import base, batchnorm, pooling, structure
+from bnlint.caffe.layers import base, batchnorm, elementwise, pooling, structure
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError, ForwardError
 from bnlint.forward.ops.base import FreshTops, layer_error
@@ -277,7 +276,7 @@ class Axpy(FreshTops, Op):
 
     def _forward(self, bottoms):
         scale, x, y = bottoms
-        fork_geometry.axpy_top_shape([scale.shape, x.shape, y.shape])
+        elementwise.axpy_top_shape([scale.shape, x.shape, y.shape])
         a = scale.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
         return [a * x + y]
 
@@ -290,7 +289,7 @@ class EltwiseAffine(FreshTops, Op):
 
     def _forward(self, bottoms):
         x = bottoms[0]
-        expected = fork_geometry.eltwise_affine_param_shapes(self.layer, x.shape)
+        expected = elementwise.eltwise_affine_param_shapes(self.layer, x.shape)
         if len(self.blobs) != 2:
             raise ForwardError(f"needs 2 blobs (slope and bias), got {len(self.blobs)}")
         slope, bias = (np.asarray(b, dtype=F32).reshape(

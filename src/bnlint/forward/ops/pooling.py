@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import rare_shapes, shapes
+from bnlint.caffe import shapes
 from bnlint.caffe.layers import pooling
 from bnlint.caffe.phase import Phase
 from bnlint.errors import ForwardError
@@ -68,7 +68,7 @@ class Pooling(FreshTops, Op):
 @register_op("SPP")
 class SPP(FreshTops, Op):
     """Spatial pyramid pooling (spp_layer.cpp): level l pools 2^l x 2^l bins with the
-    kernel, stride and padding of `rare_shapes.spp_levels`, through the same pooling
+    kernel, stride and padding of `layers.pooling.spp_levels`, through the same pooling
     code as Pooling; one level is that pooling's (N, C, h, w) top, several are each
     flattened to (N, C*h*w) and concatenated in level order."""
 
@@ -80,7 +80,7 @@ class SPP(FreshTops, Op):
 
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
         x = np.asarray(bottoms[0], dtype=np.float32)
-        levels = rare_shapes.spp_levels(self.layer, x.shape)
+        levels = pooling.spp_levels(self.layer, x.shape)
         pooled = [pool(x, geom) for geom in levels]
         if len(pooled) == 1:
             return pooled

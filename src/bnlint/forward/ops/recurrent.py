@@ -22,8 +22,8 @@ from abc import abstractmethod
 
 import numpy as np
 
-from bnlint.caffe import rare_shapes
-from bnlint.caffe.rare_shapes import RecurrentGeometry
+from bnlint.caffe.layers import recurrent
+from bnlint.caffe.layers.recurrent import RecurrentGeometry
 from bnlint.caffe.shapes import count
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.base import FreshTops
@@ -67,7 +67,7 @@ class LSTMUnit(FreshTops, Op):
 
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
         c_prev, gates, cont = (np.asarray(b, dtype=F32) for b in bottoms)
-        shape = rare_shapes.lstm_unit_top_shapes([c_prev.shape, gates.shape, cont.shape])[0]
+        shape = recurrent.lstm_unit_top_shapes([c_prev.shape, gates.shape, cont.shape])[0]
         c, h = lstm_unit(c_prev[0], gates[0], cont[0])
         return [c.reshape(shape), h.reshape(shape)]
 
@@ -79,7 +79,7 @@ class _Recurrent(FreshTops, Op):
 
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
         bottoms = [np.asarray(b, dtype=F32) for b in bottoms]
-        geom = rare_shapes.recurrent_geometry(self.layer, [b.shape for b in bottoms])
+        geom = recurrent.recurrent_geometry(self.layer, [b.shape for b in bottoms])
         params = self._params(geom)
         steps, streams = geom.steps, geom.streams
         x = bottoms[0].reshape(steps * streams, geom.input_size)

@@ -14,7 +14,7 @@ from abc import abstractmethod
 
 import numpy as np
 
-from bnlint.caffe import fork_geometry
+from bnlint.caffe.layers import detection
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.base import FreshTops
 from bnlint.forward.registry import Op, register_op
@@ -46,7 +46,7 @@ class _RoiOp(FreshTops, Op):
 
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
         data, rois = (np.asarray(b, dtype=F32) for b in bottoms)
-        geom = fork_geometry.roi_pooling(self.layer, [data.shape, rois.shape])
+        geom = detection.roi_pooling(self.layer, [data.shape, rois.shape])
         rois = rois.reshape(rois.shape[0], 5)
         batch = _batch_indices(rois, data.shape[0])
         top = np.zeros(geom.top_shape(data.shape, rois.shape), dtype=F32)
@@ -56,7 +56,7 @@ class _RoiOp(FreshTops, Op):
 
     @abstractmethod
     def _pool_roi(self, image: np.ndarray, roi: np.ndarray,
-                  geom: fork_geometry.RoiPooling, out: np.ndarray) -> None:
+                  geom: detection.RoiPooling, out: np.ndarray) -> None:
         """Pool one ROI of its (C, H, W) image into `out` (channels, *pooled)."""
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlint.caffe import rare_shapes, shapes
+from bnlint.caffe import shapes
+from bnlint.caffe.layers import convolution, other, structure
 from bnlint.caffe.layers import structure
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.base import pad_spatial
@@ -206,8 +207,8 @@ class Im2col(Op):
         from numpy.lib.stride_tricks import as_strided
 
         x = np.asarray(bottoms[0], dtype=np.float32)
-        geom = rare_shapes.im2col_geometry(self.layer, x.shape)
-        top = rare_shapes.im2col_top_shape(self.layer, x.shape)
+        geom = convolution.im2col_geometry(self.layer, x.shape)
+        top = convolution.im2col_top_shape(self.layer, x.shape)
         batch = x.reshape((shapes.count(x.shape, 0, geom.channel_axis),)
                           + x.shape[geom.channel_axis:])
         padded = np.ascontiguousarray(pad_spatial(batch, geom.pad))
@@ -229,7 +230,7 @@ class BatchReindex(Op):
 
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
         x, indices = bottoms
-        rare_shapes.batch_reindex_top_shape([x.shape, indices.shape])
+        structure.batch_reindex_top_shape([x.shape, indices.shape])
         if not np.all(np.isfinite(indices)) or np.any(np.abs(indices) > INT_MAX):
             raise ForwardError("the index bottom holds values that are not indices (NaN, "
                                "inf or out of int range)")
@@ -248,7 +249,7 @@ class Parameter(Op):
     bottoms = (0, 0)
 
     def _forward(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
-        shape = rare_shapes.parameter_shape(self.layer)
+        shape = other.parameter_shape(self.layer)
         if len(self.blobs) != 1:
             raise ForwardError(f"needs 1 blob, got {len(self.blobs)}")
         blob = np.asarray(self.blobs[0], dtype=np.float32)
