@@ -166,8 +166,9 @@ def _verify(result: ExportResult, built, reference, written, export_shapes, veri
         result.blobs = compare_versions(reference, inputs, reference_versions(reference, inputs),
                                         got, built.values, renamed, types)
     if any(not c.ok for c in result.outputs + result.blobs):
-        raise ExportMismatch(_mismatch_message(result, built, reference, inputs, model, renamed,
-                                               types, got if options.check_blobs else None))
+        message, first = _mismatch_message(result, built, reference, inputs, model, renamed,
+                                           types, got if options.check_blobs else None)
+        raise ExportMismatch(message, first_blob=first)
     if export_shapes != verify_shapes:
         small = seeded_inputs(export_shapes, options.seed)
         at_batch = run_onnx(assemble(built, opset, export_shapes), small, names)
@@ -176,7 +177,8 @@ def _verify(result: ExportResult, built, reference, written, export_shapes, veri
         if any(not c.ok for c in checks):
             bad = next(c for c in checks if not c.ok)
             raise ExportMismatch(f"at the written batch size the ONNX output differs from "
-                                 f"bnlint's forward: {bad.describe()}; nothing was written")
+                                 f"bnlint's forward: {bad.describe()}; nothing was written",
+                                 first_blob=bad.blob)
 
 
 def _mismatch_message(result, built, reference, inputs, model, renamed, types, got) -> str:
@@ -201,7 +203,7 @@ def _mismatch_message(result, built, reference, inputs, model, renamed, types, g
         lines.append(f"first diverging layer: {first.layer_type} '{first.layer}', "
                      f"{first.describe()}")
     lines.append("nothing was written")
-    return "; ".join(lines)
+    return "; ".join(lines), (first.blob if first is not None else None)
 
 
 def assemble_with_values(model, names: Sequence[str]):

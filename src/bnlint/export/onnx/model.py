@@ -18,9 +18,19 @@ PRODUCER = "bnlint"
 
 
 class ExportMismatch(BnlintError):
-    """The exported graph fails a check or computes something else: nothing written, exit 1."""
+    """The exported graph fails a check or computes something else: nothing written, exit 1.
+
+    `stage`: "checker" (ONNX's checker or shape inference), "onnxruntime" (cannot run
+    it) or "mismatch" (runs, differs); `first_blob`: the first diverging blob, if found.
+    """
 
     exit_code = EXIT_FINDINGS
+
+    def __init__(self, message: str, *, stage: str = "mismatch",
+                 first_blob: str | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.first_blob = first_blob
 
 
 def require_onnx() -> None:
@@ -127,7 +137,7 @@ def checked(model):
     except Exception as err:  # noqa: BLE001 - onnx raises several types (ValidationError, ...)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportMismatch(f"the exported graph fails ONNX's checks ({first}); this is a "
-                             f"bug in bnlint, nothing was written") from None
+                             f"bug in bnlint, nothing was written", stage="checker") from None
     known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
     for output in model.graph.output:
         found = known.get(output.name)

@@ -59,7 +59,7 @@ def run_onnx(model, inputs: Mapping[str, np.ndarray], names: Sequence[str]) -> d
 
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ExportMismatch(f"onnxruntime cannot run the exported graph ({first}); this is "
-                             f"a bug in bnlint, nothing was written") from None
+                             f"a bug in bnlint, nothing was written", stage="onnxruntime") from None
     return dict(zip(names, values))
 
 
