@@ -130,6 +130,22 @@ def try_export(text_file, weights, opset, golden, input_shapes=None, until=None)
 DETECTION_REFUSAL = "(DetectionOutput)"
 
 
+def forward_runs(text_file, weights, shapes) -> None:
+    """Build and run bnlint's forward once (BnlintError if it cannot)."""
+    import numpy as np
+
+    from bnlint.caffe.inputs import with_inferred_inputs
+    from bnlint.caffe.net import NetState, net_view
+    from bnlint.forward.executor import Network
+
+    view = net_view(text_file)
+    state = NetState()
+    network = Network(view, state, weights,
+                      input_shapes=with_inferred_inputs(view, state, shapes))
+    network.run({name: np.zeros(shape, np.float32)
+                 for name, shape in network.input_shapes().items()})
+
+
 def detection_inputs(text_file) -> list[str]:
     from bnlint.caffe.net import net_view
 
@@ -172,6 +188,7 @@ def main() -> int:
             text_file = parse_text(read_text(str(path)))
             weights = (read_weights(str(weights_path)) if weights_path is not None
                        else seeded_weights(text_file, shapes))
+            forward_runs(text_file, weights, shapes)
         except (BnlintError, MemoryError) as err:
             message = err.message if isinstance(err, BnlintError) else "out of memory"
             print(f"| {name} | | no: {short(message)} | | | | | | |", flush=True)

@@ -380,3 +380,40 @@ def test_golden_nets_match_real_caffe(name):
         assert compared
         for key in compared:
             assert golden_close(got[key], data[key]).ok, key
+
+
+RARE = {
+    "spp": 'layer { name: "spp" type: "SPP" bottom: "data" top: "spp" '
+           'spp_param { pyramid_height: 3 pool: AVE } }\n'
+           'layer { name: "spp1" type: "SPP" bottom: "data" top: "spp1" '
+           'spp_param { pyramid_height: 1 pool: MAX } }',
+    "im2col": 'layer { name: "im" type: "Im2col" bottom: "data" top: "im" '
+              'convolution_param { kernel_h: 3 kernel_w: 2 stride: 2 pad: 1 dilation: 2 } }',
+}
+
+
+@pytest.mark.parametrize("case", sorted(RARE))
+def test_rare_bvlc_layers(case):
+    text = net(RARE[case], shape=(2, 3, 9, 7))
+    try:
+        Network(net_view(_text_file(text)), NetState())
+    except BnlintError as err:
+        if "unknown layer type" in err.message:
+            pytest.skip(f"bnlint's forward does not run {case} in this tree: {err.message}")
+        raise
+    export_and_compare(text)
+
+
+def test_recurrent_layers_are_refused_by_name():
+    text = ('input: "x"\ninput_shape { dim: 3 dim: 2 dim: 4 }\ninput: "cont"\n'
+            'input_shape { dim: 3 dim: 2 }\n'
+            'layer { name: "lstm" type: "LSTM" bottom: "x" bottom: "cont" top: "h" '
+            'recurrent_param { num_output: 5 } }')
+    text_file = _text_file(text)
+    try:
+        weights = realistic_weights(text_file)
+    except BnlintError as err:
+        pytest.skip(f"bnlint's forward does not run LSTM in this tree: {err.message}")
+    with pytest.raises(ExportRefused) as info:
+        export_onnx(text_file, weights, ExportOptions())
+    assert "layer 'lstm' (LSTM)" in info.value.message

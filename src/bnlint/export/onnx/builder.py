@@ -125,10 +125,11 @@ class LayerNodes:
     def scalar(self, value, what: str) -> str:
         return self.const(np.float32(value), what)
 
-    def refuse(self, why: str) -> ExportRefused:
-        return ExportRefused(f"layer '{self.name}' ({self.type}): {why}; no ONNX form computes "
-                             f"what Caffe computes, so bnlint refuses to export it rather than "
-                             f"approximate it")
+    def refuse(self, why: str, *, unfaithful: bool = True) -> ExportRefused:
+        """The refusal to raise; `unfaithful`: because ONNX has no exact form of it."""
+        tail = ("; no ONNX form computes what Caffe computes, so bnlint refuses to export "
+                "it rather than approximate it") if unfaithful else ""
+        return ExportRefused(f"layer '{self.name}' ({self.type}): {why}{tail}")
 
     # --- opset-aware helpers -----------------------------------------------------------
 

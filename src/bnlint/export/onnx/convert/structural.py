@@ -137,3 +137,41 @@ def reduction(nodes) -> None:
         return
     total = nodes.reduce(kind, nodes.bottoms[0], axes, False)
     nodes.node("Mul", [total, nodes.scalar(factor, "coeff")], nodes.tops[0])
+
+
+@register_converter("Parameter")
+def parameter(nodes) -> None:
+    shape = nodes.top_shapes[0]
+    nodes.node("Identity", [nodes.const(nodes.blobs[0].reshape(shape), "value")], nodes.tops[0])
+
+
+@register_converter("BatchReindex")
+def batch_reindex(nodes) -> None:
+    index = nodes.node("Cast", [nodes.bottoms[1]], to=7)              # INT64, truncating
+    nodes.node("Gather", [nodes.bottoms[0], index], nodes.tops[0], axis=0)
+
+
+@register_converter("Im2col")
+def im2col(nodes) -> None:
+    """A grouped convolution with one-hot kernels: output channel c*K + k is input
+    channel c at kernel tap k (products by 1 and sums of zeros: exact)."""
+    from bnlint.caffe.rare_shapes import im2col_geometry
+
+    shape = nodes.bottom_shapes[0]
+    geom = im2col_geometry(nodes.layer, shape)
+    if geom.channel_axis != 1:
+        raise nodes.refuse(f"channels on axis {geom.channel_axis}")
+    channels = shape[1]
+    taps = int(np.prod(geom.kernel))
+    one_hot = np.eye(taps, dtype=np.float32).reshape((taps, 1) + tuple(geom.kernel))
+    weights = np.tile(one_hot, (channels,) + (1,) * (one_hot.ndim - 1))
+    nodes.node("Conv", [nodes.bottoms[0], nodes.const(weights, "one_hot")], nodes.tops[0],
+               kernel_shape=list(geom.kernel), strides=list(geom.stride),
+               pads=list(geom.pad) * 2, dilations=list(geom.dilation), group=channels)
+
+
+@register_converter("RNN", "LSTM", "LSTMUnit")
+def recurrent(nodes) -> None:
+    raise nodes.refuse("Caffe's recurrent layers (gates in i, f, o, g order, the `cont` "
+                       "input that resets the state mid-batch, time-major blobs) are not "
+                       "exported by bnlint yet", unfaithful=False)
