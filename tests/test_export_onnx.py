@@ -417,3 +417,24 @@ def test_recurrent_layers_are_refused_by_name():
     with pytest.raises(ExportRefused) as info:
         export_onnx(text_file, weights, ExportOptions())
     assert "layer 'lstm' (LSTM)" in info.value.message
+
+
+FOLD_FIXTURES = sorted(p.name for p in (FIXTURES / "fold").glob("*.prototxt")
+                       if ".folded." not in p.name and ".bvlc." not in p.name)
+
+
+@pytest.mark.parametrize("fold", [True, False], ids=["fold", "no-fold"])
+@pytest.mark.parametrize("name", FOLD_FIXTURES)
+def test_batchnorm_forms_of_every_dialect(name, fold):
+    """BVLC, NVIDIA Caffe (5 blobs, eps floor) and SegNet's BN, in place or not, before
+    Convolution, Deconvolution with groups and InnerProduct, folded or kept."""
+    text = (FIXTURES / "fold" / name).read_text()
+    if name == "batch_stats.prototxt":
+        err = _refusal(text, fold=fold)
+        assert "(BatchNorm)" in err.message and "batch's own statistics" in err.message
+        return
+    result, model = export_and_compare(text, fold=fold)
+    assert bool(result.folded) == fold
+    types = [n.op_type for n in model.graph.node]
+    if not fold and name != "segnet.prototxt":        # SegNet's BN is x * scale + shift
+        assert "BatchNormalization" in types
