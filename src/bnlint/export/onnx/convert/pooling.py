@@ -74,7 +74,7 @@ def pooling(nodes) -> None:
 @register_converter("SPP")
 def spp(nodes) -> None:
     """Each pyramid level is a pooling; several are flattened to (N, -1) and concatenated."""
-    from bnlint.caffe.rare_shapes import spp_levels
+    from bnlint.caffe.layers.pooling import spp_levels
 
     shape = nodes.bottom_shapes[0]
     levels = spp_levels(nodes.layer, shape)

@@ -155,7 +155,7 @@ def batch_reindex(nodes) -> None:
 def im2col(nodes) -> None:
     """A grouped convolution with one-hot kernels: output channel c*K + k is input
     channel c at kernel tap k (products by 1 and sums of zeros: exact)."""
-    from bnlint.caffe.rare_shapes import im2col_geometry
+    from bnlint.caffe.layers.convolution import im2col_geometry
 
     shape = nodes.bottom_shapes[0]
     geom = im2col_geometry(nodes.layer, shape)
