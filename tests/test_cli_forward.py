@@ -111,7 +111,7 @@ def test_forward_input_shape_override(tiny, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("--input-shape", "nope=1,2"), "no input named 'nope'"),
-    (("--input-shape", "data=1,x"), "expected NAME=DIM,DIM"),
+    (("--input-shape", "data=1,x"), "--input-shape 'data=1,x': dimensions must be"),
     (("--blobs", "missing"), "no blob named 'missing'"),
     (("--weights", "no/such.caffemodel"), "no/such.caffemodel: no such file"),
 ])

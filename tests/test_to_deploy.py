@@ -412,7 +412,7 @@ def test_cli_output_and_errors(run_cli, tmp_path):
     assert code == 2 and "--input-shape data=N,C,H,W" in err
     code, out, _ = run_cli("to-deploy", str(train), "--input-shape", "data=2,3,4,4",
                            "--phase", "test", "--batch", "5")
-    assert code == 0 and "dim: 2 dim: 3 dim: 4 dim: 4" in out   # --input-shape beats --batch
+    assert code == 0 and "dim: 5 dim: 3 dim: 4 dim: 4" in out   # --batch beats --input-shape
 
 
 def _caffemodel(path: Path, blobs: dict[str, int]) -> None:

@@ -12,6 +12,7 @@ import sys
 import click
 
 from bnlint.caffe.dialects import AUTO, dialect_names
+from bnlint.errors import BnlintError
 
 
 def dialect_options(fn):
@@ -44,18 +45,16 @@ PHASES = ("test", "train")
 
 
 def parse_shape_option(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
-    """NAME=1,3,224,224 (repeatable) into {name: shape}."""
+    """NAME=1,3,224,224 or NAME:1x3x224x224 (repeatable) into {name: shape}: the one
+    grammar of every command's --input-shape (caffe.inputs.parse_shape_option)."""
+    from bnlint.caffe.inputs import parse_shape_option as parse_one
+
     shapes: dict[str, tuple[int, ...]] = {}
     for text in values:
-        name, sep, dims = text.partition("=")
-        name = name.strip()
         try:
-            shape = tuple(int(d) for d in dims.split(","))
-        except ValueError:
-            shape = ()
-        if not sep or not name or not shape or any(d <= 0 for d in shape):
-            raise click.BadParameter(f"{text!r}: expected NAME=DIM,DIM,... with positive "
-                                     f"dims, e.g. data=1,3,224,224", ctx=ctx, param=param)
+            name, shape = parse_one(text)
+        except BnlintError as err:
+            raise click.BadParameter(err.message, ctx=ctx, param=param) from None
         shapes[name] = shape
     return shapes
 
@@ -69,7 +68,8 @@ def weights_option(fn):
 def input_shape_option(fn):
     return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=SHAPE",
                         callback=parse_shape_option,
-                        help="Shape of an input blob, e.g. data=1,3,224,224 (repeatable); "
+                        help="Shape of an input blob, e.g. data=1,3,224,224 or "
+                             "data:1x3x224x224 (repeatable); "
                              "needed for data layers' tops.")(fn)
 
 

@@ -6,19 +6,7 @@ import sys
 
 import click
 
-
-def _shape_option(ctx, param, values):
-    from bnlint.caffe.inputs import parse_shape_option
-    from bnlint.errors import BnlintError
-
-    shapes = {}
-    for text in values:
-        try:
-            name, shape = parse_shape_option(text)
-        except BnlintError as err:
-            raise click.BadParameter(err.message) from None
-        shapes[name] = shape
-    return shapes
+from bnlint.cli.options import parse_shape_option as _shape_option
 
 
 @click.command()
@@ -34,7 +22,7 @@ def _shape_option(ctx, param, values):
               help="Shape of an input, e.g. data=1,3,224,224 (repeatable); needed when "
                    "the prototxt does not tell it.")
 @click.option("--batch", type=click.IntRange(min=1), metavar="N",
-              help="Batch size of every input (default: 1, or what the net declares).")
+              help="Batch size of every input (default: 1, or what the net declares); wins over the batch of --input-shape.")
 @click.option("--no-softmax", is_flag=True,
               help="Leave the logits as the output instead of turning the "
                    "SoftmaxWithLoss into a Softmax 'prob'.")
@@ -71,6 +59,19 @@ def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, 
         from bnlint.caffe.load import schema_problems_error
 
         raise schema_problems_error(text_file, "cannot write a deploy net Caffe loads")
+    if stages:
+        from bnlint.caffe.net import net_view
+
+        known = net_view(text_file).stages()
+        unknown = [s for s in stages if s not in known]
+        if unknown:     # reported, not refused: the deploy net of a deploy net is itself
+            click.echo(f"note: no include/exclude rule of the net names stage "
+                       f"{', '.join(repr(s) for s in unknown)}, so it selects nothing "
+                       f"({'its stages: ' + ', '.join(known) if known else 'it names no stage'})",
+                       err=True)
+    if batch is not None:   # --batch wins over the batch of --input-shape
+        input_shapes = {name: (batch, *shape[1:]) if shape else shape
+                        for name, shape in input_shapes.items()}
     options = DeployOptions(phase=Phase.parse(phase) if phase else None, stages=tuple(stages),
                             input_shapes=dict(input_shapes), batch=batch,
                             softmax=not no_softmax, keep_fillers=keep_fillers)
