@@ -82,6 +82,27 @@ def write_net(path: Path, n_layers: int | None = None, min_bytes: int | None = N
     return layers
 
 
+def write_one_per_line(path: Path, n_layers: int) -> int:
+    """`n_layers` ReLUs, one layer per line: the layout that made to-deploy's style
+    detection quadratic (list.pop(0) over every field)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('layer { name: "data" type: "Input" top: "data" input_param { shape { '
+                 'dim: 1 dim: 3 dim: 4 dim: 4 } } }\n')
+        for i in range(n_layers - 1):
+            fh.write(f'layer {{ name: "relu{i}" type: "ReLU" bottom: "data" top: "data" }}\n')
+    return n_layers
+
+
+def write_long_name(path: Path, megabytes: float) -> int:
+    """One layer whose name is `megabytes` long: `info` wrapped it in a table cell in
+    time quadratic in its length. Returns the name's length in characters."""
+    length = int(megabytes * 1e6)
+    path.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { '
+                    'dim: 1 dim: 3 dim: 4 dim: 4 } } }\nlayer { name: "' + "n" * length +
+                    '" type: "ReLU" bottom: "data" top: "r" }\n', encoding="utf-8")
+    return length
+
+
 def write_nested(path: Path, depth: int) -> None:
     """A net whose one layer holds an unknown (fork) parameter nested `depth` deep."""
     path.write_text(HEADER + 'layer {\n  name: "deep"\n  type: "ReLU"\n  bottom: "data"\n'
@@ -101,6 +122,10 @@ def worker(task: str, path: str) -> None:
         # import what the command imports, so the baseline holds the code, not the input
         import bnlint.lint.runner  # noqa: F401
         import bnlint.report  # noqa: F401
+    if task in COMMAND_TASKS:
+        import importlib
+
+        importlib.import_module(bnlint.cli.COMMANDS[task][0])
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     code = 0
     start, cpu = time.perf_counter(), time.process_time()
@@ -113,8 +138,9 @@ def worker(task: str, path: str) -> None:
     else:
         saved = sys.stdout
         sys.stdout = open(os.devnull, "w")
+        argv = COMMAND_TASKS.get(task, ["check", "--format", "concise"]) + [path]
         try:
-            bnlint.cli.main(["check", "--format", "concise", path])
+            bnlint.cli.main(argv)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 0
         finally:
@@ -163,9 +189,12 @@ def mb(kb: float) -> str:
 
 
 TASKS = ("parse", "parse-nogc", "check")
+# Whole commands measured on the inputs that once made them superlinear.
+COMMAND_TASKS = {"to-deploy": ["to-deploy"], "info": ["info"]}
 
 
-def scaling_rows(cases: list[tuple[str, int, Path]], timeout: float) -> list[list[str]]:
+def scaling_rows(cases: list[tuple[str, int, Path]], timeout: float,
+                 tasks: tuple[str, ...] = TASKS) -> list[list[str]]:
     """One row per case: its size, then per task the wall time, the CPU time per unit
     (layer or level), that CPU time's ratio to the first case's, and the peak memory
     above the baseline."""
@@ -173,7 +202,7 @@ def scaling_rows(cases: list[tuple[str, int, Path]], timeout: float) -> list[lis
     first: dict[str, float] = {}
     for label, units, path in cases:
         row = [label, f"{path.stat().st_size / 1e6:,.1f}"]
-        for task in TASKS:
+        for task in tasks:
             r = measure(task, path, timeout)
             if "error" in r and "seconds" not in r:
                 row += [r["error"], "-", "-", "-"]
@@ -196,6 +225,9 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=50, help="size of the big prototxt in MB")
     ap.add_argument("--depths", default="10000,50000", help="nesting depths")
     ap.add_argument("--skip-big", action="store_true", help="leave out the big prototxt")
+    ap.add_argument("--line-sizes", default="10000,50000",
+                    help="layer counts of the one-layer-per-line nets")
+    ap.add_argument("--name-mb", default="1,10", help="sizes of the long layer names in MB")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
     ap.add_argument("--worker", nargs=2, metavar=("TASK", "FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -232,6 +264,29 @@ def main() -> None:
                                       for c in ("s", "cpu us/level", "x first", "peak MB")]
         table("Nesting: no recursion limit; CPU time per level should stay flat",
               header, scaling_rows(nested, args.timeout))
+
+        lines = []
+        for n in (int(s) for s in args.line_sizes.split(",") if s):
+            path = Path(tmp) / f"lines_{n}.prototxt"
+            lines.append((f"{n:,} lines", write_one_per_line(path, n), path))
+        tasks = ("check", "to-deploy")
+        header = ["one layer per line", "MB"] + [
+            f"{t} {c}" if c == "s" else c for t in tasks
+            for c in ("s", "cpu us/layer", "x first", "peak MB")]
+        table("One layer per line: to-deploy's CPU time per layer should stay flat (the "
+              "issue's bound: the last size's total CPU time under 6x the first's for "
+              "10,000 -> 50,000)", header, scaling_rows(lines, args.timeout, tasks))
+
+        names = []
+        for size in (float(s) for s in args.name_mb.split(",") if s):
+            path = Path(tmp) / f"name_{size:g}.prototxt"
+            names.append((f"{size:g} MB name", write_long_name(path, size), path))
+        tasks = ("check", "info")
+        header = ["long layer name", "MB"] + [
+            f"{t} {c}" if c == "s" else c for t in tasks
+            for c in ("s", "cpu us/char", "x first", "peak MB")]
+        table("A long layer name: CPU time per character should stay flat", header,
+              scaling_rows(names, args.timeout, tasks))
 
 
 if __name__ == "__main__":

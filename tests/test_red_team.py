@@ -531,3 +531,14 @@ def test_overflow_in_dense_and_conv_maths_is_a_note(tmp_path):
                   str(tmp_path / "g.prototxt")]):
         code, _, err = run_catching_warnings(argv)
         assert code in (0, 1, 2), err
+
+
+# --- time: what made commands superlinear (the numbers are in benchmarks/resources.py) ---------
+
+def test_info_shortens_a_huge_name_in_its_table(tmp_path):
+    """`info` wrapped a 10 MB layer name in its table cell in quadratic time (40 s)."""
+    net = write(tmp_path, INPUT_2x3 + 'layer { name: "' + "n" * 1_000_000 +
+                '" type: "ReLU" bottom: "data" top: "r" }\n')
+    code, out, err = invoke(["info", str(net)])
+    assert code == 0, err
+    assert "(1,000,000" in out and "characters)" in out and len(out) < 20_000

@@ -130,14 +130,23 @@ def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
                 setattr(message, name, converted)
 
 
+_REQUIRED: dict = {}     # message descriptor -> its required fields (few have any)
+
+
 def _missing_required(item: Message, sub, field: Field, fpath: str,
                       problems: list[SchemaProblem]) -> None:
     """A proto2 `required` field that is not set (Clip's min and max): Caffe refuses the
     file, and protobuf refuses to serialise the message. A field that was written
     with a bad value has its problem already."""
+    required = _REQUIRED.get(sub.DESCRIPTOR)
+    if required is None:
+        required = _REQUIRED[sub.DESCRIPTOR] = tuple(fd for fd in sub.DESCRIPTOR.fields
+                                                     if fd.is_required)
+    if not required:
+        return
     written = {f.name for f in item.fields}
-    for fd in sub.DESCRIPTOR.fields:
-        if fd.is_required and fd.name not in written:
+    for fd in required:
+        if fd.name not in written:
             problems.append(_problem(INVALID_VALUE, field, sub.DESCRIPTOR, f"{fpath}.{fd.name}",
                                      f"'{field.name}' lacks '{fd.name}', a required field "
                                      f"(Caffe refuses the file)", span=field))

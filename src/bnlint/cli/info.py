@@ -22,6 +22,17 @@ def human(number: int) -> str:
     return str(number)
 
 
+#: Longest text shown whole in a table cell: the table wraps each cell line by line,
+#: which takes time quadratic in its length (a 10 MB layer name took 40 s).
+MAX_CELL = 200
+
+
+def _cell(text: str) -> str:
+    if len(text) <= MAX_CELL:
+        return text
+    return f"{text[:150]}…({len(text):,} characters)…{text[-30:]}"
+
+
 def _shape_text(shape) -> str:
     if shape is None:
         return "?"
@@ -94,7 +105,8 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
                 notes.append(err.message)
         total_params += param_count
         total_macs += layer_macs
-        row = [str(position), lv.name, lv.type, ", ".join(lv.bottoms), ", ".join(lv.tops),
+        row = [str(position), _cell(lv.name), _cell(lv.type), _cell(", ".join(lv.bottoms)),
+               _cell(", ".join(lv.tops)),
                ", ".join(_shape_text(s) for s in tops),
                f"{param_count:,}" if param_count else "",
                human(layer_macs) if layer_macs else ""]

@@ -35,6 +35,7 @@ from where the nets part.
 from __future__ import annotations
 
 import time
+from collections import deque
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -412,10 +413,10 @@ def _shared_ancestors(graph: NetGraph, blob: Blob, have: set[str]
     """The nearest blobs upstream of `blob` whose names A has, and the B layers between."""
     frontier: list[str] = []
     via: list[LayerView] = []
-    stack = [blob]
+    stack = deque([blob])
     seen: set[int] = set()
     while stack:
-        current = stack.pop(0)
+        current = stack.popleft()
         if id(current) in seen:
             continue
         seen.add(id(current))
