@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -387,11 +388,23 @@ prototxt_texts = st.recursive(
     max_leaves=25,
 )
 
-FAST = settings(derandomize=True, database=None, deadline=None, max_examples=60,
+# CI runs a fixed, derandomized sample. `benchmarks/fuzz_long.py` sets
+# BNLINT_FUZZ_EXAMPLES (and pytest's --hypothesis-seed) to run the same tests long,
+# randomized, to find the next failures.
+LONG_EXAMPLES = int(os.environ.get("BNLINT_FUZZ_EXAMPLES", "0") or 0)
+
+
+def examples(ci: int) -> int:
+    """Examples per test: `ci` in CI, BNLINT_FUZZ_EXAMPLES in a long run."""
+    return LONG_EXAMPLES or ci
+
+
+FAST = settings(derandomize=not LONG_EXAMPLES, database=None, deadline=None,
+                max_examples=examples(60),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much,
                                        HealthCheck.function_scoped_fixture])
-PARSER = settings(FAST, max_examples=300)
+PARSER = settings(FAST, max_examples=examples(300))
 
 
 # --- the parser -----------------------------------------------------------------------------------
@@ -485,13 +498,13 @@ def test_cli_on_mutated_corpus(work, weights_file, data):
     run_all_commands(data, work, weights_file)
 
 
-@settings(FAST, max_examples=40)
+@settings(FAST, max_examples=examples(40))
 @given(prototxt_texts)
 def test_cli_on_generated_prototxt(work, weights_file, text):
     run_all_commands(text.encode("utf-8"), work, weights_file)
 
 
-@settings(FAST, max_examples=30)
+@settings(FAST, max_examples=examples(30))
 @given(st.binary(max_size=400))
 def test_cli_on_arbitrary_bytes(work, weights_file, data):
     run_all_commands(data, work, weights_file)
@@ -539,7 +552,7 @@ def broken_weights(draw) -> bytes:
     return net.SerializeToString()
 
 
-@settings(FAST, max_examples=50)
+@settings(FAST, max_examples=examples(50))
 @given(broken_weights())
 def test_cli_on_broken_weights(work, data):
     """Every command that reads --weights, on a good net with damaged weights."""

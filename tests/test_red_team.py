@@ -542,3 +542,48 @@ def test_info_shortens_a_huge_name_in_its_table(tmp_path):
     code, out, err = invoke(["info", str(net)])
     assert code == 0, err
     assert "(1,000,000" in out and "characters)" in out and len(out) < 20_000
+
+
+# --- no Python internals in messages -----------------------------------------------------------
+
+def test_an_integer_of_5000_digits(tmp_path):
+    net = write(tmp_path, 'layer { name: "d" type: "Input" top: "data" input_param { shape { '
+                          'dim: ' + "9" * 5000 + ' } } }\n')
+    code, out, err = invoke(["check", "--format", "concise", str(net)])
+    assert code == 1 and "E003" in out and "5000-digit" in out
+    code, _, err = invoke(["convert", str(net)])
+    assert code == 2 and "5000-digit" in err
+    assert "set_int_max_str_digits" not in out + err
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/zero"), reason="no /dev/zero")
+def test_a_proto_that_is_a_device(tmp_path):
+    net = write(tmp_path, INPUT_2x3)
+    code, _, err = invoke(["check", "--proto", "/dev/zero", str(net)])
+    assert code == 2 and "/dev/zero: is a device or pipe, not a .proto file" in err
+
+
+def test_an_array_numpy_cannot_size_names_the_layer(tmp_path):
+    """pad 1e9 with stride 1e9: a 3x3 output Caffe computes, but the padded input is
+    beyond NumPy's size limit ('array is too big; arr.size * arr.dtype.itemsize')."""
+    net = write(tmp_path, 'layer { name: "data" type: "Input" top: "data" input_param { '
+                          'shape { dim: 1 dim: 1 dim: 2 dim: 2 } } }\nlayer { name: "c" '
+                          'type: "Convolution" bottom: "data" top: "c" convolution_param { '
+                          'num_output: 1 kernel_size: 1 pad: 1000000000 stride: 1000000000 } '
+                          '}\n')
+    code, _, err = invoke(["forward", str(net)])
+    assert code == 2 and "layer 'c' (Convolution): out of memory" in err
+    assert "arr.size" not in err
+
+
+def test_out_of_memory_in_a_layer_names_it(tmp_path, monkeypatch):
+    from bnlint.forward.ops import activations
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 7.45 GiB for an array with shape (2000000, 1000)")
+
+    monkeypatch.setattr(activations, "_sigmoid_as_caffe", no_memory)
+    net = write(tmp_path, INPUT_2x3 + 'layer { name: "s" type: "Sigmoid" bottom: "data" '
+                'top: "s" }\n')
+    code, _, err = invoke(["forward", str(net)])
+    assert code == 2 and "layer 's' (Sigmoid): out of memory" in err and "7.45 GiB" in err

@@ -365,7 +365,11 @@ def load_user_proto(path: str) -> Dialect:
     """
     resolved = Path(path).resolve()
     if not resolved.is_file():
-        raise BnlintError("no such .proto file", path=path)
+        # what is there, as inputs say it: a device, a directory, a pipe, nothing
+        kind = ("is a directory, not a .proto file" if resolved.is_dir() else
+                "no such .proto file" if not resolved.exists() else
+                "is a device or pipe, not a .proto file")
+        raise BnlintError(kind, path=path)
     schema = _compile_user_proto(str(resolved), resolved.stat().st_mtime_ns, path)
     pool_fields = schema.descriptor("PoolingParameter").fields_by_name \
         if _has_message(schema, "PoolingParameter") else {}

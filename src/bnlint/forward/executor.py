@@ -162,7 +162,13 @@ class Network:
                 raise ForwardError(f"layer '{lv.name}' ({lv.type}): the shape of its bottom "
                                    f"'{name}' is unknown (its producer makes no such top)")
         inferred = shape_rules.infer(lv.message, bottom_shapes)
-        blobs = self._layer_blobs(lv, weights, inferred.params, rng)
+        try:
+            blobs = self._layer_blobs(lv, weights, inferred.params, rng)
+        except MemoryError as err:              # fillers of weights too big to hold
+            from bnlint.forward.registry import out_of_memory
+
+            raise ForwardError(f"layer '{lv.name}' ({lv.type}): {out_of_memory(err)}") \
+                from None
         self.blobs[lv.name] = blobs
         op = op_for(lv.message, blobs, layer_phase(lv, self.state))
         tops = []

@@ -19,6 +19,17 @@ if TYPE_CHECKING:
 OPS: dict[str, type["Op"]] = {}
 
 
+def out_of_memory(err: BaseException) -> str:
+    """What to say when an array of a layer does not fit (NumPy's text names no layer
+    and, for its own size limit, speaks of `arr.size * arr.dtype.itemsize`)."""
+    import re
+
+    size = re.search(r"allocate ([\d.]+ [KMGTPE]?i?B)", str(err))
+    need = f" ({size.group(1)} at once)" if size else ""
+    return (f"out of memory: an array this layer's forward needs does not fit in memory"
+            f"{need}")
+
+
 class NumericWarning(RuntimeWarning):
     """inf or NaN made by a layer's maths: shown to the user as a note naming the layer."""
 
@@ -64,7 +75,13 @@ class Op(ABC):
             if f"layer '{self.name}'" in err.message:
                 raise
             raise ForwardError(f"layer '{self.name}' ({self.type}): {err.message}") from err
+        except MemoryError as err:
+            raise ForwardError(f"layer '{self.name}' ({self.type}): {out_of_memory(err)}") \
+                from None
         except (ValueError, IndexError) as err:
+            if "array is too big" in str(err):       # NumPy's own size limit
+                raise ForwardError(f"layer '{self.name}' ({self.type}): "
+                                   f"{out_of_memory(err)}") from None
             raise ForwardError(f"layer '{self.name}' ({self.type}): {err}") from err
 
     def _numeric_notes(self):

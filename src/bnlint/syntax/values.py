@@ -34,7 +34,11 @@ def parse_int(text: str) -> int:
     if m:
         return int(m.group(1) + m.group(2), 8)
     if _DEC_INT.match(text):
-        return int(text, 10)
+        try:
+            return int(text, 10)
+        except ValueError:      # Python's limit on digits (4300): no field takes such a number
+            raise ValueError(f"a {len(text.lstrip('-'))}-digit integer is out of the range "
+                             f"of every integer field") from None
     if _HEX_INT.match(text):
         neg = text.startswith("-")
         value = int(text.lstrip("-"), 16)
