@@ -587,3 +587,48 @@ def test_out_of_memory_in_a_layer_names_it(tmp_path, monkeypatch):
                 'top: "s" }\n')
     code, _, err = invoke(["forward", str(net)])
     assert code == 2 and "layer 's' (Sigmoid): out of memory" in err and "7.45 GiB" in err
+
+
+@pytest.mark.parametrize("special", [None, float("nan"), float("inf")])
+def test_json_of_a_caffemodel_holds_the_same_values_as_json_format(tmp_path, special):
+    """convert --to json of densenet121's weights took 60-195 s (json_format converts
+    each float in Python); big float arrays are now formatted by NumPy. The document
+    must be the same: same keys in the same order, the same float32 values."""
+    import json
+
+    import numpy as np
+    from google.protobuf import json_format
+
+    from bnlint.caffe.schema import default_schema
+    from bnlint.caffe.weights import caffemodel_bytes
+
+    rng = np.random.default_rng(0)
+    conv = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    if special is not None:
+        conv[0, 0, 0, 0] = special
+    data = caffemodel_bytes(None, {"conv": [conv, np.arange(8, dtype=np.float32)],
+                                   "bn": [np.full(100, 1e-45, np.float32),
+                                          np.full(100, 3.4e38, np.float32),
+                                          np.ones(1, np.float32)]})
+    model = tmp_path / "w.caffemodel"
+    model.write_bytes(data)
+    code, out, err = invoke(["convert", str(model), "--to", "json"])
+    assert code == 0, err
+    net = default_schema().message_class("NetParameter")()
+    net.ParseFromString(data)
+    expected = json.loads(json_format.MessageToJson(net, preserving_proto_field_name=True))
+    got = json.loads(out)
+
+    def same(a, b):
+        if isinstance(a, dict):
+            return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, list):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
+            return np.array_equal(np.float32(a), np.float32(b), equal_nan=True)
+        return a == b
+
+    assert same(expected, got)
+    back = default_schema().message_class("NetParameter")()
+    json_format.Parse(out, back)
+    assert back.SerializeToString() == net.SerializeToString()

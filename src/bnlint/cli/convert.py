@@ -67,9 +67,9 @@ def command(input_path: str, output: str | None, to_format: str | None,
                                    "terminal)")
         data: bytes | str = message.SerializeToString()
     elif fmt == "json":
-        from google.protobuf import json_format
+        from bnlint.caffe.json_out import message_to_json
 
-        data = json_format.MessageToJson(message, preserving_proto_field_name=True) + "\n"
+        data = message_to_json(message)
     else:
         from google.protobuf import text_format
 
