@@ -578,6 +578,15 @@ def test_huge_blobs_are_a_clear_error_not_a_crash(work, weights_file, name):
 
 # --- crashes found by this fuzz: regression tests, and reproducers (xfail) of open ones ------
 
+def test_a_net_of_input_layers_alone(work, weights_file):
+    """Found by benchmarks/fuzz_long.py (seed 1002): `export onnx` of a net whose
+    outputs are unread Input tops raised KeyError."""
+    text = ('layer { name: "a" type: "Input" top: "a" input_param { shape { dim: 1 dim: 4 '
+            'dim: 8 dim: 8 } } }\nlayer { name: "b" type: "Input" top: "b" input_param { '
+            'shape { dim: 1 dim: 4 dim: 6 dim: 6 } } }')
+    run_all_commands(text.encode(), work, weights_file)
+
+
 @pytest.mark.parametrize("text", [
     'layer: [{ }, { }]\n',
     'layer: [{ name: "a" type: "ReLU" }, { name: "a" type: "ReLU" }]\n',

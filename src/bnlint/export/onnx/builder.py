@@ -230,6 +230,10 @@ class GraphBuilder:
             self.graph.inputs.append(Value(name, name, None, self.network.slots[slot].shape))
         for step in steps:
             self._convert(step)
+        unnamed = [name for name in self._wanted if last[name] not in self.slot_names]
+        if unnamed:     # found by the fuzz: a net of Input layers alone (KeyError)
+            raise ExportRefused(f"output {', '.join(map(repr, unnamed))} is an input that no "
+                                f"layer reads or computes: nothing to export for it")
         for name in self._wanted:
             slot = last[name]
             self.graph.outputs.append(Value(self.slot_names[slot], name, None,
