@@ -110,3 +110,28 @@ def test_github_action_script_runs(tmp_path):
     assert done.returncode == 1, done.stderr
     assert "::error file=" in done.stdout and "BN021" in done.stdout
     assert (tmp_path / "r.sarif").read_text().startswith("{")
+
+
+@pytest.mark.parametrize("command", ["info", "forward"])
+@pytest.mark.parametrize("content", ["", "# nothing\n", "base_lr: 0.1\nmax_iter: 10\n"])
+def test_info_and_forward_refuse_what_has_no_net(run_cli, tmp_path, command, content):
+    f = tmp_path / "x.prototxt"
+    f.write_text(content)
+    code, out, err = run_cli(command, str(f))
+    assert code == 2 and str(f) in err and out == ""
+    assert ("solver" in err) if content.startswith("base_lr") else ("no layers" in err)
+
+
+def test_info_says_when_totals_are_partial(run_cli, tmp_path):
+    f = tmp_path / "fork.prototxt"
+    f.write_text('layer { name: "data" type: "Input" top: "data" '
+                 'input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }\n'
+                 'layer { name: "odd" type: "NoSuchOp" bottom: "data" top: "o" }\n'
+                 'layer { name: "fc" type: "InnerProduct" bottom: "o" top: "fc" '
+                 'inner_product_param { num_output: 10 } }\n')
+    code, out, err = run_cli("info", str(f))
+    assert code == 0
+    assert "partial totals: 2 layer(s) of unknown shape count as 0 (odd, fc)" in out
+    assert "parameters: 0+" in out
+    code, out, _ = run_cli("info", str(TRAIN), "--input-shape", "data=1,3,32,32")
+    assert "partial" not in out

@@ -188,6 +188,7 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
         from bnlint.files import Outputs
 
         Outputs(inputs_used).check(output)     # before the run, not after it
+    _require_net(net_path)
     arrays = read_inputs(inputs_npz, named_inputs)
     shapes = merged_input_shapes(arrays, input_shapes)
     network = load_network(net_path, weights_path, state=net_state(phase),
@@ -214,3 +215,14 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
     console.print(blob_table(blobs))
     if output:
         save_npz(output, blobs, inputs_used)
+
+
+def _require_net(net_path: str) -> None:
+    """A solver without its net, or an empty file, is refused before anything runs."""
+    from bnlint.caffe.load import parse_text
+    from bnlint.caffe.net import net_view
+    from bnlint.cli.options import require_net
+    from bnlint.files import read_text
+
+    text = parse_text(read_text(net_path))
+    require_net(text, net_view(text), "forward")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from bnlint.cli.options import (check_shape_names, input_shape_option, net_state, phase_option,
-                                stdout_console, weights_option)
+                                require_net, stdout_console, weights_option)
 
 
 def human(number: int) -> str:
@@ -68,6 +68,7 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
         notes.append(f"{net_path}:{line}:{col}: {first.message} ({len(text.problems)} schema "
                      f"problems; shapes assume BVLC Caffe's schema)")
     view = net_view(text)
+    require_net(text, view, "info")
     graph = NetGraph(view, net_state(phase))
     notes += [problem.message for problem in graph.problems]
     source_names = [b.name for b in graph.inputs] + [
@@ -115,8 +116,15 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
                        else "fillers" if params else "")
         table.add_row(*row)
     table.add_section()
-    totals = ["", "total", f"{len(graph.layers)} layers", "", "", "", f"{total_params:,}",
-              human(total_macs)]
+    # a layer whose shapes are unknown adds nothing: the totals are lower bounds then
+    from bnlint.caffe.known import PARAMETRIC_LAYER_TYPES
+
+    no_rule = {lv.index for lv in inferred.unknown_types}
+    unknown = [lv.name for lv in graph.layers if lv.index in no_rule or (
+        lv.type in PARAMETRIC_LAYER_TYPES and lv.index not in inferred.params)]
+    partial = "+" if unknown else ""
+    totals = ["", "total" + (" (partial)" if unknown else ""), f"{len(graph.layers)} layers",
+              "", "", "", f"{total_params:,}{partial}", human(total_macs) + partial]
     if weights is not None:
         totals.append("")
     table.add_row(*totals)
@@ -124,8 +132,12 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
     console = stdout_console()
     console.print(f"{net_path} ({graph.state})", highlight=False)
     console.print(table)
-    console.print(f"parameters: {total_params:,} ({human(total_params * 4)}B as float32); "
-                  f"multiply-accumulates: {total_macs:,}", highlight=False)
+    console.print(f"parameters: {total_params:,}{partial} ({human(total_params * 4)}B as "
+                  f"float32); multiply-accumulates: {total_macs:,}{partial}", highlight=False)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        console.print(f"partial totals: {len(unknown)} layer(s) of unknown shape count as 0 "
+                      f"({shown})", highlight=False)
     for lv, err in inferred.errors:
         notes.append(err.message)
     for lv in inferred.unknown_types:

@@ -104,3 +104,17 @@ def stdout_console():
     if sys.stdout.isatty() or os.environ.get("COLUMNS"):
         return Console()
     return Console(width=160)
+
+
+def require_net(text_file, view, command: str) -> None:
+    """Refuse what has no net to show or run (exit 2), as to-deploy does: a solver
+    that names its net in another file, or a file without layers or inputs."""
+    from bnlint.errors import BnlintError
+
+    if text_file.kind != "NetParameter" and text_file.tree.get("net_param") is None:
+        raise BnlintError(f"{command} takes a net prototxt, not a solver without an embedded "
+                          f"net (give the net file the solver's `net:` names)",
+                          path=text_file.path)
+    if not view.layers and not view.inputs:
+        raise BnlintError(f"{command}: no layers and no inputs, nothing to show (an empty "
+                          f"net)", path=text_file.path)
