@@ -12,7 +12,7 @@ from bnlint.lint.fixes import fix_source
 from bnlint.lint.registry import all_rules
 from bnlint.lint.runner import lint_source
 from bnlint.source import SourceFile
-from conftest import FIXTURES
+from conftest import FIXTURES, needs_shared
 
 CASES = sorted((FIXTURES / "rules").glob("*.prototxt"))
 
@@ -95,3 +95,43 @@ def test_bn022_eps_floor_follows_the_dialect(dialect, severity):
             'batch_norm_param { eps: 1e-6 } }\n')
     got = [str(d.severity) for d in _lint(text, select=("BN022",), dialect=dialect)]
     assert got == ([severity] if severity else [])
+
+
+# --- the README's rule table ------------------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+TABLE_START = "<!-- rule table: tests/test_rules.py keeps it current -->"
+TABLE_END = "<!-- end of rule table -->"
+
+
+def _corpus_files_per_code() -> dict[str, int]:
+    from conftest import corpus_files
+
+    counts: dict[str, int] = {}
+    for path in corpus_files():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        codes = {d.code for d in lint_source(SourceFile(str(path), text),
+                                             LintConfig()).diagnostics}
+        for code in codes:
+            counts[code] = counts.get(code, 0) + 1
+    return counts
+
+
+def rule_table(counts: dict[str, int]) -> str:
+    from conftest import corpus_files
+
+    rows = [f"| code | name | default | what it finds | files of {len(corpus_files())} |",
+            "| --- | --- | --- | --- | --- |"]
+    for code, cls in all_rules().items():
+        found = "-" if cls.needs_weights else str(counts.get(code, 0))
+        rows.append(f"| {code} | {cls.name} | {cls.severity} | {cls.summary()} | {found} |")
+    return "\n".join(rows)
+
+
+@needs_shared
+def test_readme_rule_table_is_current():
+    text = README.read_text()
+    assert TABLE_START in text and TABLE_END in text
+    written = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()
+    expected = rule_table(_corpus_files_per_code())
+    assert written == expected, f"update the README's rule table to:\n{expected}"
