@@ -79,6 +79,11 @@ def test_findings_that_help_no_one_are_information():
     # the same BatchNorm in a net that trains is a warning
     train = deploy.replace('type: "Input" top: "data"', 'type: "DummyData" top: "data"')
     assert [str(d.severity) for d in _lint(train, select=("BN010",))] == ["warning"]
+    no_bias = deploy.replace('layer { name: "act1"',
+                             'layer { name: "s1" type: "Scale" bottom: "a" top: "a" }\n'
+                             'layer { name: "act1"')
+    assert [(d.code, str(d.severity)) for d in _lint(no_bias, select=("BN01",))] == \
+        [("BN011", "info")]
     twice = ('layer { name: "data" type: "Input" top: "d" input_param { shape { dim: 1 } } }\n'
              'layer { name: "r" type: "ReLU" bottom: "d" top: "a" }\n'
              'layer { name: "r" type: "ReLU" bottom: "a" top: "b" }\n')

@@ -82,10 +82,11 @@ class BnWithoutScale(Rule):
     Caffe's BatchNorm only normalises; the learned affine (gamma, beta) lives in a
     separate `Scale` layer with `bias_term: true`. Without it the net cannot learn the
     scale and shift that batch normalisation relies on. (Caffe's own cifar10 BN example
-    has no Scale, so this is a warning, not an error.) A Split with one top or a
-    Dropout between the two does not hide the Scale; a fork's affine layer
-    (EltwiseAffine) counts as one. In a deploy net the finding is informational: the
-    weights were trained without a Scale, and adding one means retraining.
+    has no Scale, so this is a warning, not an error.) A Split or a Dropout between
+    the two does not hide the Scale; a fork's affine layer (EltwiseAffine) counts as
+    one. In a deploy net the finding is informational: usually the net was trained
+    without a Scale and adding one means retraining; whether a hand-written deploy
+    net lost the Scale of its train net, `bnlint to-deploy TRAIN --check DEPLOY` says.
 
     Bad:
         layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
@@ -124,7 +125,8 @@ class BnWithoutScale(Rule):
                 where = f"its output goes to {after[0].type} '{after[0].name}'"
             else:
                 where = "its output is an output of the net"
-            why = ("the net was trained without one" if ctx.is_deploy
+            why = ("right if the net was trained without one; if its train net has one, "
+                   "compare the two with `bnlint to-deploy TRAIN --check`" if ctx.is_deploy
                    else "no learned scale and bias")
             yield self.diag(ctx, f"BatchNorm '{layer.name}' is not followed by a Scale "
                             f"layer ({where}): {why}",
@@ -154,7 +156,8 @@ class ScaleWithoutBias(Rule):
 
     BatchNorm removes the mean; without the Scale's bias the net cannot put a learned
     shift back (beta). Usually an oversight. A channel-wise `Bias` layer right after
-    the Scale supplies the shift, and is not reported.
+    the Scale supplies the shift, and is not reported. In a deploy net the finding is
+    informational: the weights were trained without the shift.
 
     Bad:
         layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1" }
@@ -180,10 +183,11 @@ class ScaleWithoutBias(Rule):
             seen.add(scale.index)
             if scale.message.scale_param.bias_term or _bias_after(graph, scale):
                 continue
+            # a deploy net was trained without the shift: information only
             yield self.diag(ctx, f"Scale '{scale.name}' after BatchNorm '{layer.name}' has "
                             f"no bias_term: true (no learned shift)",
                             scale.find("name") or scale.node, fix=self._fix(ctx, scale),
-                            layer=scale)
+                            layer=scale, severity=Severity.INFO if ctx.is_deploy else None)
 
     def _fix(self, ctx, scale):
         # never safe: a Scale with a bias has one more blob, so a pretrained
