@@ -140,3 +140,13 @@ def test_readme_rule_table_is_current():
     written = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()
     expected = rule_table(_corpus_files_per_code())
     assert written == expected, f"update the README's rule table to:\n{expected}"
+
+
+@pytest.mark.parametrize("dialect, codes", [("portable", ["BN021"]), ("nvcaffe", [])])
+def test_bn021_follows_what_the_batchnorm_form_computes(dialect, codes):
+    # NVCaffe's BatchNorm uses its stored statistics at TEST whatever use_global_stats
+    # says (caffe/layers/batchnorm.uses_global_stats); BVLC's follows the field
+    text = ('layer { name: "data" type: "Input" top: "d" input_param { shape { dim: 1 '
+            'dim: 2 } } }\nlayer { name: "bn" type: "BatchNorm" bottom: "d" top: "b" '
+            'batch_norm_param { use_global_stats: false } }\n')
+    assert [d.code for d in _lint(text, select=("BN021",), dialect=dialect)] == codes

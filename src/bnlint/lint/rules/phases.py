@@ -59,7 +59,9 @@ class BnBatchStatsInTest(Rule):
 
     Each batch is then normalised with its own mean and variance: outputs depend on the
     other images in the batch, and a batch of one gives garbage. The classic deploy-file
-    bug. Forks' BatchNorm forms likewise: SegNet's `BN` layer in `bn_mode: LEARN` (the
+    bug. NVCaffe's BatchNorm goes by the phase alone (it ignores `use_global_stats`),
+    so only `phase: TRAIN` makes it use batch statistics at test time. Forks' BatchNorm
+    forms likewise: SegNet's `BN` layer in `bn_mode: LEARN` (the
     default) normalises with batch statistics in every phase, so a deploy net, an
     inference net (no loss) or the TEST phase of a train/val net needs
     `bn_mode: INFERENCE` (after SegNet's compute_bn_statistics.py has stored the
@@ -84,9 +86,14 @@ class BnBatchStatsInTest(Rule):
         if layer.type == "BN":
             yield from self._segnet(ctx, layer)
             return
+        from bnlint.caffe.layers.batchnorm import uses_global_stats
+
         p = layer.message.batch_norm_param
         explicit_false = p.HasField("use_global_stats") and not p.use_global_stats
         test_states = [s for s in ctx.states_of(layer) if s.phase == Phase.TEST]
+        if test_states and all(uses_global_stats(layer.message, layer_phase(layer, s))
+                               for s in test_states):
+            return  # NVCaffe's BatchNorm goes by the phase alone, whatever the field says
         if explicit_false:
             if ctx.is_deploy:
                 phases = ["deploy"]
