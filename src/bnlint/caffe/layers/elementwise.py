@@ -26,7 +26,8 @@ from bnlint.errors import ShapeError
 
 declare("Eltwise", ELEMENTWISE, param="eltwise_param", doc="sum, product or max of blobs")
 declare("EltwiseAffine", ELEMENTWISE, dialect=forks.ELTWISE_AFFINE,
-        param="eltwise_affine_param", roles=[ROLE_PARAMETRIC, ROLE_IN_PLACE], doc="a learned per-channel affine map (a fork's Scale with bias)")
+        param="eltwise_affine_param", roles=[ROLE_PARAMETRIC, ROLE_IN_PLACE],
+        doc="a learned per-channel affine map (a fork's Scale with bias)")
 declare("Axpy", ELEMENTWISE, dialect=forks.AXPY, doc="a * x + y, a per channel (SENet)")
 declare("Scale", ELEMENTWISE, param="scale_param", roles=[ROLE_PARAMETRIC, ROLE_IN_PLACE],
         doc="multiply by a learned or given blob, broadcast")
