@@ -167,6 +167,12 @@ MICRO_NETS = {
               'argmax_param { top_k: 3 axis: 1 } }\n'
               'layer { name: "am2" type: "ArgMax" bottom: "data" top: "am2" '
               'argmax_param { top_k: 2 out_max_val: true } }',
+    "depthwise_and_axpy": 'layer { name: "dw" type: "ConvolutionDepthwise" bottom: "data" '
+                          'top: "dw" convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }\n'
+                          'layer { name: "gap" type: "Pooling" bottom: "dw" top: "gap" '
+                          'pooling_param { pool: AVE global_pooling: true } }\n'
+                          'layer { name: "axpy" type: "Axpy" bottom: "gap" bottom: "dw" '
+                          'bottom: "data" top: "axpy" }',
     "crop": 'layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" '
             'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n'
             'layer { name: "crop" type: "Crop" bottom: "data" bottom: "pool" top: "crop" '

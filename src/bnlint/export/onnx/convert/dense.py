@@ -28,15 +28,18 @@ def _check_channel_axis(nodes, geom) -> None:
                            f"them on axis 1 only")
 
 
-@register_converter("Convolution", "Deconvolution")
+@register_converter("Convolution", "Deconvolution", "ConvolutionDepthwise")
 def convolution(nodes) -> None:
+    """ConvolutionDepthwise (conv_dw_layer.cpp) is a Conv with group = channels."""
     if len(nodes.bottoms) != 1:
-        raise nodes.refuse("several bottoms sharing one set of weights are not exported")
+        raise nodes.refuse("several bottoms sharing one set of weights are not exported",
+                           unfaithful=False)
     shape = nodes.bottom_shapes[0]
-    geom = conv_geometry(nodes.layer, shape)
+    geom = nodes.op._geometry(shape) if nodes.type == "ConvolutionDepthwise" \
+        else conv_geometry(nodes.layer, shape)
     _check_channel_axis(nodes, geom)
     channels = shape[geom.channel_axis]
-    if nodes.type == "Convolution":
+    if nodes.type != "Deconvolution":
         weight_shape = (geom.num_output, channels // geom.group) + geom.kernel
     else:
         weight_shape = (channels, geom.num_output // geom.group) + geom.kernel
@@ -45,7 +48,7 @@ def convolution(nodes) -> None:
     inputs = [nodes.bottoms[0], nodes.const(weights, "weight")]
     if bias is not None:
         inputs.append(nodes.const(bias, "bias"))
-    op_type = "Conv" if nodes.type == "Convolution" else "ConvTranspose"
+    op_type = "ConvTranspose" if nodes.type == "Deconvolution" else "Conv"
     nodes.node(op_type, inputs, nodes.tops[0], **_conv_attrs(geom))
 
 

@@ -91,3 +91,13 @@ def interp(nodes) -> None:
              else {"mode": "linear"})
     nodes.node("Resize", [x, "", "", size], nodes.tops[0],
                coordinate_transformation_mode="align_corners", **attrs)
+
+
+@register_converter("Axpy")
+def axpy(nodes) -> None:
+    """SENet's fork: a[n, c] * x + y, a of shape (N, C) or (N, C, 1, 1)."""
+    scale, x, y = nodes.bottoms
+    ndim = len(nodes.bottom_shapes[1])
+    a = nodes.node("Reshape", [scale, nodes.ints([0, 0] + [1] * (ndim - 2), "channels")])
+    scaled = nodes.node("Mul", [a, x])
+    nodes.node("Add", [scaled, y], nodes.tops[0])
