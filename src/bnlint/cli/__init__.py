@@ -20,6 +20,7 @@ from bnlint.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BnlintError
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("bnlint.cli.check", "Lint prototxts: BatchNorm mistakes and nets Caffe refuses."),
     "convert": ("bnlint.cli.convert", "Convert between text, binary and JSON Caffe files."),
+    "draw": ("bnlint.cli.draw", "Draw a net and its findings (SVG or HTML), or what changed between two nets."),
     "export": ("bnlint.cli.export", "Export a net with its weights to ONNX, verified against the forward."),
     "fold": ("bnlint.cli.fold", "Fold BatchNorm (and its Scale) into the layer before it, weights included."),
     "forward": ("bnlint.cli.forward", "Run a net's forward pass in NumPy, as BVLC Caffe computes it."),

@@ -1,0 +1,92 @@
+"""What changed from one net to another, marked on the second one's picture.
+
+Layers are matched by name, as Caffe copies weights by name: a layer of B that A
+lacks is added, one of A that B lacks is removed, one in both whose parameters,
+type or blobs differ is changed, with the fields that differ listed.
+"""
+
+from __future__ import annotations
+
+from bnlint.draw.model import Member, Picture
+
+
+def mark_changes(before: Picture, after: Picture) -> None:
+    """Mark `after`'s members against `before` (in place)."""
+    old = {}
+    for m in before.members():
+        old.setdefault(m.name, m)
+    seen = set()
+    counts = {"added": 0, "changed": 0, "removed": 0}
+    for m in after.members():
+        seen.add(m.name)
+        previous = old.get(m.name)
+        if previous is None:
+            m.status = "added"
+        else:
+            m.changes = member_changes(previous, m)
+            m.status = "changed" if m.changes else ""
+        if m.status:
+            counts[m.status] += 1
+    for m in before.members():
+        if m.name not in seen:
+            seen.add(m.name)
+            m.status = "removed"
+            after.removed.append(m)
+            counts["removed"] += 1
+    summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+    after.subtitle = f"against {before.path}: {summary}"
+    after.title = f"{after.title}, changes against {before.path}"
+
+
+def member_changes(a: Member, b: Member) -> list[str]:
+    out = []
+    if a.type != b.type:
+        out.append(f"type: {a.type} -> {b.type}")
+    for what, x, y in (("bottoms", a.bottoms, b.bottoms), ("tops", a.tops, b.tops)):
+        names_a, names_b = [n for n, _ in x], [n for n, _ in y]
+        if names_a != names_b:
+            out.append(f"{what}: {', '.join(names_a) or '-'} -> {', '.join(names_b) or '-'}")
+    if a.message is not None and b.message is not None:
+        out.extend(field_changes(a.message, b.message, skip={"name", "type", "bottom", "top"}))
+    return out
+
+
+def field_changes(a, b, prefix: str = "", skip: frozenset | set = frozenset()) -> list[str]:
+    """Differences of two protobuf messages, field by field, as `path: old -> new`."""
+    fields_a = {f.name: (f, v) for f, v in a.ListFields() if f.name not in skip}
+    fields_b = {f.name: (f, v) for f, v in b.ListFields() if f.name not in skip}
+    numbers = {name: fv[0].number for name, fv in {**fields_a, **fields_b}.items()}
+    out = []
+    for name in sorted(numbers, key=numbers.get):
+        path = prefix + name
+        if name not in fields_b:
+            out.append(f"{path} removed (was {_short(fields_a[name][1])})")
+        elif name not in fields_a:
+            out.append(f"{path} added: {_short(fields_b[name][1])}")
+        else:
+            (fd, va), (_, vb) = fields_a[name], fields_b[name]
+            if va == vb:
+                continue
+            if fd.message_type is not None and not _repeated(fd):
+                out.extend(field_changes(va, vb, path + "."))
+            else:
+                out.append(f"{path}: {_short(va)} -> {_short(vb)}")
+    return out
+
+
+def _repeated(fd) -> bool:
+    is_repeated = getattr(fd, "is_repeated", None)
+    if is_repeated is not None:
+        return bool(is_repeated)
+    return fd.label == fd.LABEL_REPEATED
+
+
+def _short(value) -> str:
+    if hasattr(value, "ListFields"):
+        text = "{ " + " ".join(str(value).split()) + " }"
+    elif isinstance(value, (str, bytes, int, float, bool)):
+        text = repr(value) if isinstance(value, (str, bytes)) else str(value).lower() \
+            if isinstance(value, bool) else str(value)
+    else:
+        text = "[" + ", ".join(_short(v) for v in value) + "]"
+    return text if len(text) <= 80 else text[:77] + "..."
