@@ -102,7 +102,9 @@ def lay_out(picture: Picture) -> Drawing:
     if picture.removed:
         width += 60 + max(_row_chars(m) for m in picture.removed) * CHAR_WIDTH + 2 * PAD_X
     width = max(width, len(picture.title) * 8.5 + 2 * MARGIN,
-                len(summary_line(picture)) * CHAR_WIDTH + 2 * MARGIN)
+                len(summary_line(picture)) * CHAR_WIDTH + 2 * MARGIN,
+                *(len(_net_finding_text(f)) * CHAR_WIDTH + 2 * MARGIN
+                  for f in _net_findings(picture)))
     extra = 14 * len(_net_findings(picture))
     height = layout.height + 2 * MARGIN + HEADER + extra
     if picture.removed:
@@ -112,6 +114,11 @@ def lay_out(picture: Picture) -> Drawing:
 
 def _net_findings(picture: Picture) -> list:
     return [f for f in picture.findings if f.layer is None][:12]
+
+
+def _net_finding_text(f) -> str:
+    message = f.message if len(f.message) <= 120 else f.message[:119] + "\u2026"
+    return f"{f.code} line {f.line}: {message}"
 
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -166,7 +173,7 @@ def render_svg(drawing: Drawing) -> str:
     y0 = HEADER + MARGIN
     for f in _net_findings(picture):
         out.append(f'<text class="net-finding badge-{f.severity}" x="{MARGIN}" y="{num(y0)}">'
-                   f'{esc(f.code)} line {f.line}: {esc(f.message[:160])}</text>')
+                   f'{esc(_net_finding_text(f))}</text>')
         y0 += 14
     top = y0
     out.append(f'<g class="graph" transform="translate({MARGIN},{num(top)})">')
