@@ -55,6 +55,8 @@ COMMAND_ARGS: dict[str, list[list[str]]] = {
     "fold": [["fold", "{net}", "--weights", "{weights}", "-o", "{out}/folded.prototxt"]],
     "info": [["info", "{net}", "--weights", "{weights}"]],
     "export": [["export", "onnx", "{net}", "--weights", "{weights}", "-o", "{out}/net.onnx"]],
+    "draw": [["draw", "{net}", "-o", "{out}/net.html"],
+             ["draw", "{net}", "--diff", "-", "--weights", "{weights}"]],
 }
 # Commands that run the net in NumPy: a mutated shape can ask for terabytes, so they
 # run under an address-space cap (see `memory_cap`).
