@@ -206,3 +206,45 @@ def test_corpus_net_draws(path):
     assert sorted(_layer_names_in_svg(svg)) == sorted(names)
     html = render(picture, "html")
     assert html.count('class="layer') == svg.count('class="layer')
+
+
+def _statuses(svg_text: str) -> dict[str, str]:
+    root = ET.fromstring(svg_text)
+    out = {}
+    for g in root.iter(f"{SVG}g"):
+        classes = (g.get("class") or "").split()
+        for c in classes:
+            if c.startswith("status-"):
+                out[g.get("data-name")] = c[len("status-"):]
+        if "removed-layer" in classes:
+            out[g.get("data-name")] = "removed"
+    return out
+
+
+def test_to_deploy_draws_its_change(run_cli, tmp_path):
+    deploy, picture = tmp_path / "deploy.prototxt", tmp_path / "change.svg"
+    code, _, err = run_cli("to-deploy", str(TRAIN), "-o", str(deploy), "--draw", str(picture))
+    assert code == 0, err
+    status = _statuses(picture.read_text(encoding="utf-8"))
+    assert status["prob"] == "added"
+    assert status["loss"] == status["accuracy"] == "removed"
+    assert status["conv1/bn"] == "changed"          # use_global_stats: true
+    assert run_cli("to-deploy", str(TRAIN), "--draw", str(TRAIN))[0] == 2   # never the input
+
+
+def test_fold_draws_its_change(run_cli, tmp_path):
+    from test_fold import FOLD, seeded_weights, write_weights
+
+    net = FOLD / "inplace_chain.prototxt"
+    weights = write_weights(tmp_path / "w.caffemodel", net, seeded_weights(net))
+    page = tmp_path / "fold.html"
+    code, out, err = run_cli("fold", str(net), "--weights", str(weights), "-o",
+                             str(tmp_path / "folded.prototxt"), "--draw", str(page))
+    assert code == 0, out + err
+    from bnlint.draw import change_picture
+    from bnlint.source import SourceFile  # noqa: F401  (the page is built from the text)
+
+    picture = change_picture(str(net), (tmp_path / "folded.prototxt").read_text(), "folded")
+    assert {m.name for m in picture.removed} >= {"bn1", "scale1"}
+    assert next(m for m in picture.members() if m.name == "conv1").status == "changed"
+    assert '"status":"removed"' in page.read_text(encoding="utf-8")

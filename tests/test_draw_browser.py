@@ -129,3 +129,23 @@ def test_html_in_chromium(browser, tmp_path, run_cli):
     shot = tmp_path / "draw.png"
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_diff_page_in_chromium(browser, tmp_path, run_cli):
+    """The --diff page: a changed layer lists its changed fields, a removed one says so."""
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "diff.html"
+    train = FIXTURES / "examples" / "tiny_resnet_train_val.prototxt"
+    code, _, err = run_cli("draw", str(train), "--diff", str(NET), "-o", str(out))
+    assert code == 0, err
+    _open(browser, out)
+    browser.find_element(By.CSS_SELECTOR, ".removed-layer[data-name='loss']").click()
+    details = browser.find_element(By.ID, "details")
+    assert details.find_element(By.TAG_NAME, "h2").text == "loss"
+    assert details.find_element(By.CSS_SELECTOR, ".status").text == "removed"
+    _search(browser, "conv1/bn")
+    browser.find_element(By.CSS_SELECTOR, "#results li.hit-layer").click()
+    assert details.find_element(By.CSS_SELECTOR, ".status").text == "changed"
+    assert "batch_norm_param.use_global_stats" in details.text
+    assert browser.save_screenshot(str(tmp_path / "diff.png"))

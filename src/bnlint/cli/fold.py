@@ -56,10 +56,13 @@ def _default_weights_out(output: str) -> str:
 @input_shape_option
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for the verification's random inputs.")
+@click.option("--draw", "draw_path", metavar="OUT.html",
+              help="Also write a picture of the folded net with what changed against NET "
+                   "(HTML, or SVG for OUT.svg).")
 @dialect_options
 def command(net_path: str, weights_path: str | None, output: str, weights_out: str,
             keep_unfoldable: bool, no_verify: bool, to_dialect: str | None, input_shapes: dict,
-            seed: int, dialect: str | None, proto: str | None) -> None:
+            seed: int, draw_path: str | None, dialect: str | None, proto: str | None) -> None:
     """Fold each BatchNorm (and the Scale after it) in NET into the Convolution,
     Deconvolution or InnerProduct that produces its input.
 
@@ -85,6 +88,8 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
     outputs = Outputs((net_path, weights_path))
     outputs.check(weights_out)
     outputs.check(output)
+    if draw_path:
+        outputs.check(draw_path)
     text_file = parse_text(read_text(net_path), dialect=choice)
     # In the net's dialect: a fork's BlobProto may carry fields BVLC's lacks.
     schema = text_file.dialect.schema() if text_file.dialect is not None else None
@@ -118,6 +123,13 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
                  f"by 4 float32 ulps (BatchNorm variances near 0 amplify rounding)")
     outputs.add(weights_out, result.caffemodel)     # both appear, or neither
     outputs.add(output, plan.text)
+    if draw_path:
+        from bnlint.draw import change_picture, format_for, render
+        from bnlint.lint.config import LintConfig
+
+        picture = change_picture(net_path, plan.text, output if output != "-" else "folded net",
+                                 config=LintConfig().merged(dialect=dialect, proto=proto))
+        outputs.add(draw_path, render(picture, format_for(draw_path)))
     outputs.commit()
     if output != "-":
         echo(f"wrote {output} and {weights_out}")

@@ -32,8 +32,11 @@ from bnlint.cli.options import parse_shape_option as _shape_option
                    "they differ.")
 @click.option("--weights", metavar="W",
               help="A .caffemodel: warn about layers with parameters it has no blobs for.")
+@click.option("--draw", "draw_path", metavar="OUT.html",
+              help="Also write a picture of the deploy net with what changed against "
+                   "TRAIN (HTML, or SVG for OUT.svg).")
 def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, keep_fillers,
-            check_path, weights):
+            check_path, weights, draw_path):
     """Make the deploy net of a train/test prototxt TRAIN.
 
     Keeps the TEST view (FilterNet), turns the data layers into one Input layer,
@@ -51,8 +54,9 @@ def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, 
     from bnlint.transform import reparse
     from bnlint.transform.deploy import DeployOptions, compare_deploy, to_deploy
 
-    if output:
-        Outputs((train_path, check_path, weights)).check(output)
+    for target in (output, draw_path):
+        if target:
+            Outputs((train_path, check_path, weights)).check(target)
     source = read_text(train_path)
     text_file = parse_text(source)
     if text_file.problems:      # Caffe would refuse the deploy net made from it
@@ -92,6 +96,14 @@ def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, 
         _warn_missing_weights(reparse(text_file, result.text), weights, keep_fillers)
     if output:
         write_atomic(output, result.text, inputs=(train_path, check_path, weights))
+    if draw_path:
+        from bnlint.draw import change_picture, format_for, render
+
+        picture = change_picture(train_path, result.text, output or "deploy net",
+                                 phase=result.state.phase.name.lower(),
+                                 stages=result.state.stages)
+        write_atomic(draw_path, render(picture, format_for(draw_path)),
+                     inputs=(train_path, check_path, weights, output))
     if reference is None:
         if not output:
             write_atomic("-", result.text)

@@ -43,6 +43,24 @@ def picture_of(path: str, *, config=None, phase: str | None = None,
     return build_picture(text_file, state, findings, input_shapes)
 
 
+def change_picture(before_path: str, after_text: str, after_label: str, *, config=None,
+                   phase: str | None = None, stages: tuple[str, ...] = ()) -> Picture:
+    """The picture of a transform's output (`after_text`, not yet written) with what
+    it changed against the net it was made from (`to-deploy --draw`, `fold --draw`)."""
+    from bnlint.draw.diff import mark_changes
+    from bnlint.source import SourceFile
+
+    before = picture_of(before_path, config=config, phase=phase, stages=stages)
+    after = picture_of(after_label, config=config, source=SourceFile(after_label, after_text))
+    mark_changes(before, after)
+    return after
+
+
+def format_for(path: str) -> str:
+    """svg for OUT.svg, else html (the page with search and details)."""
+    return "svg" if path.lower().endswith(".svg") else "html"
+
+
 def render(picture: Picture, fmt: str) -> str:
     from bnlint.draw.svg import lay_out, render_svg
 

@@ -7,6 +7,8 @@ type or blobs differ is changed, with the fields that differ listed.
 
 from __future__ import annotations
 
+import os
+
 from bnlint.draw.model import Member, Picture
 
 
@@ -34,8 +36,9 @@ def mark_changes(before: Picture, after: Picture) -> None:
             after.removed.append(m)
             counts["removed"] += 1
     summary = ", ".join(f"{n} {what}" for what, n in counts.items())
-    after.subtitle = f"against {before.path}: {summary}"
-    after.title = f"{after.title}, changes against {before.path}"
+    name = os.path.basename(before.path) or before.path
+    after.subtitle = f"against {name}: {summary}"
+    after.title = f"{after.title}, changes against {name}"
 
 
 def member_changes(a: Member, b: Member) -> list[str]:
@@ -84,9 +87,12 @@ def _repeated(fd) -> bool:
 def _short(value) -> str:
     if hasattr(value, "ListFields"):
         text = "{ " + " ".join(str(value).split()) + " }"
-    elif isinstance(value, (str, bytes, int, float, bool)):
-        text = repr(value) if isinstance(value, (str, bytes)) else str(value).lower() \
-            if isinstance(value, bool) else str(value)
+    elif isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:.7g}"        # float32 fields: no 0.0010000000474974513
+    elif isinstance(value, (str, bytes, int)):
+        text = repr(value) if isinstance(value, (str, bytes)) else str(value)
     else:
         text = "[" + ", ".join(_short(v) for v in value) + "]"
     return text if len(text) <= 80 else text[:77] + "..."

@@ -16,7 +16,8 @@ def _member(m: Member, finding_ids: dict[int, int]) -> dict:
     return {"name": m.name, "type": m.type, "family": m.family, "kind": m.kind,
             "text": m.text, "line": m.line, "bottoms": [list(b) for b in m.bottoms],
             "tops": [list(t) for t in m.tops], "params": m.params, "macs": m.macs,
-            "findings": [finding_ids[id(f)] for f in m.findings], "status": m.status,
+            "findings": [finding_ids[id(f)] for f in m.findings if id(f) in finding_ids],
+            "status": m.status,
             "changes": m.changes}
 
 

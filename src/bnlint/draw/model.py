@@ -11,6 +11,7 @@ whose text holds them.
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 
 from bnlint.caffe.net import LayerView, NetGraph, NetState, NetView
@@ -131,12 +132,26 @@ def build_picture(text_file, state: NetState, findings: list[Finding],
     from bnlint.lint.registry import all_rules
 
     rules = all_rules()
-    docs = {f.code: rules[f.code].documentation() for f in findings if f.code in rules}
-    name = view.name or text_file.path
+    docs = {f.code: reflow(rules[f.code].documentation()) for f in findings if f.code in rules}
+    name = view.name or os.path.basename(text_file.path) or text_file.path
     where = f"phase {state.phase.name}"
     where += f", stages: {', '.join(state.stages)}" if state.stages else ", no stage"
     return Picture(f"{name} ({where})", text_file.path, str(state), blocks, edges, findings,
                    dict(sorted(docs.items())), hidden)
+
+
+def reflow(doc: str) -> str:
+    """A rule's docstring with its paragraphs unwrapped (indented lines, examples, kept
+    as they are), so the side panel wraps them to its own width."""
+    out: list[str] = []
+    for line in doc.splitlines():
+        joinable = out and out[-1] and line and not line[0].isspace() \
+            and not out[-1][0].isspace() and not line.startswith(("-", "*"))
+        if joinable:
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def _blocks(view: NetView, graph: NetGraph, text_file, input_shapes):

@@ -268,7 +268,7 @@ def _removed(drawing: Drawing, top: float) -> list[str]:
            f'<text x="{PAD_X}" y="13" class="st-removed">removed ({len(picture.removed)})</text>']
     for i, member in enumerate(picture.removed):
         y = ROW_HEIGHT * (i + 1)
-        out.append(f'<g class="removed-layer" data-name="{esc(member.name)}">'
+        out.append(f'<g class="removed-layer" id="R{i}" data-name="{esc(member.name)}">'
                    f'<text x="{PAD_X}" y="{y + 13}" text-decoration="line-through">'
                    f'<tspan class="type">{esc(member.type)}</tspan> {esc(member.name)}</text></g>')
     out.append("</g>")

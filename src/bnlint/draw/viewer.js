@@ -100,10 +100,10 @@
     return li;
   }
 
-  function select(index, centre) {
+  function select(index, centre, removed) {
     clearMarks("selected");
-    const m = data.members[index];
-    const node = document.getElementById("L" + index);
+    const m = removed ? data.removed[index] : data.members[index];
+    const node = document.getElementById((removed ? "R" : "L") + index);
     if (node) { node.classList.add("selected"); if (centre) centreOn(node); }
     details.hidden = false;
     details.replaceChildren();
@@ -138,8 +138,8 @@
 
   svg.addEventListener("click", (e) => {
     if (canvas.dataset.justDragged) { delete canvas.dataset.justDragged; return; }
-    const g = e.target.closest(".layer, .input");
-    if (g) select(Number(g.id.slice(1)), false);
+    const g = e.target.closest(".layer, .input, .removed-layer");
+    if (g) select(Number(g.id.slice(1)), false, g.id[0] === "R");
   });
 
   // search: layers by name, blobs by name
