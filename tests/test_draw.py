@@ -36,6 +36,19 @@ def test_in_place_chain_is_one_block():
     assert ["data"] in blocks                      # the net-level input
 
 
+def test_layers_are_styled_by_their_family_in_the_layer_table():
+    from bnlint.caffe.layers import FAMILIES
+    from bnlint.draw.svg import FAMILY_COLOURS
+
+    assert set(FAMILIES) <= set(FAMILY_COLOURS)
+    picture = picture_of(str(DEPLOY))
+    families = {m.name: m.family for m in picture.members()}
+    assert (families["conv1"], families["conv1/bn"], families["conv1/relu"], families["pool"],
+            families["res2"], families["data"]) == (
+        "convolution", "normalisation", "activation", "pooling", "elementwise", "data")
+    assert 'class="block fam-convolution' in render(picture, "svg")
+
+
 def test_edges_carry_blob_names_and_shapes():
     picture = picture_of(str(DEPLOY))
     first = {b.members[0].name: b.index for b in picture.blocks}

@@ -13,7 +13,7 @@ from bnlint.draw.svg import Drawing, esc, render_svg, summary_line
 
 
 def _member(m: Member, finding_ids: dict[int, int]) -> dict:
-    return {"name": m.name, "type": m.type, "family": m.family, "kind": m.kind,
+    return {"name": m.name, "type": m.type, "family": m.family, "kind": m.kind, "doc": m.doc,
             "text": m.text, "line": m.line, "bottoms": [list(b) for b in m.bottoms],
             "tops": [list(t) for t in m.tops], "params": m.params, "macs": m.macs,
             "findings": [finding_ids[id(f)] for f in m.findings if id(f) in finding_ids],

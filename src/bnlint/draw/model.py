@@ -39,6 +39,7 @@ class Member:
     type: str
     family: str
     kind: str = "layer"
+    doc: str = ""                                    # the layer table's line on the type
     text: str = ""                                   # the layer as written
     line: int = 0
     bottoms: list[tuple[str, Shape | None]] = field(default_factory=list)
@@ -94,14 +95,12 @@ class Picture:
 
 
 def family(layer: LayerView) -> str:
-    """The drawing family of a layer type (data, convolution, normalisation, ...)."""
-    from bnlint.caffe.net import is_data_layer, is_loss_layer
+    """The drawing family of a layer, from the layer table (a Python layer without
+    bottoms reads data, as py-faster-rcnn's input layer does)."""
+    from bnlint.caffe.layers import family_of
+    from bnlint.caffe.net import is_data_layer
 
-    if is_data_layer(layer) or layer.type == "Input":
-        return "data"
-    if is_loss_layer(layer):
-        return "loss"
-    return "other"
+    return "data" if is_data_layer(layer) else family_of(layer.type)
 
 
 def default_state(view: NetView, phase: str | None, stages: tuple[str, ...]) -> NetState:
@@ -158,6 +157,7 @@ def _blocks(view: NetView, graph: NetGraph, text_file, input_shapes):
     from bnlint.caffe import cost
     from bnlint.caffe import shapes as shape_rules
     from bnlint.caffe.infer import infer_graph_shapes
+    from bnlint.caffe.layers import lookup
     from bnlint.errors import ShapeError
 
     inferred = infer_graph_shapes(graph, input_shapes)
@@ -185,7 +185,9 @@ def _blocks(view: NetView, graph: NetGraph, text_file, input_shapes):
         start, end = lv.node.start, lv.node.end
         if lv.item is not None:
             start, end = lv.item.start, lv.item.end
-        member = Member(lv.name, lv.type, family(lv), text=source.text[start:end],
+        entry = lookup(lv.type)
+        member = Member(lv.name, lv.type, family(lv), doc=entry.doc if entry else "",
+                        text=source.text[start:end],
                         line=source.line_col(start)[0],
                         bottoms=[(b.name if b is not None else name, b.shape if b else None)
                                  for b, name in zip(bottoms, lv.bottoms)],

@@ -30,7 +30,8 @@ FAMILY_COLOURS = {
     "activation": ("#7a2e26", "#ffffff"),
     "pooling": ("#33633a", "#ffffff"),
     "elementwise": ("#5a4a80", "#ffffff"),
-    "shape": ("#6c5647", "#ffffff"),
+    "shape/structure": ("#6c5647", "#ffffff"),
+    "recurrent": ("#2f6b6b", "#ffffff"),
     "loss": ("#8a6d1f", "#ffffff"),
     "detection": ("#4e5f2b", "#ffffff"),
     "other": ("#555555", "#ffffff"),
@@ -183,7 +184,7 @@ def render_svg(drawing: Drawing) -> str:
         x = layout.x[block.index] - bw / 2
         y = layout.y[block.index]
         sev = _worst(m.severity for m in block.members)
-        cls = f"block fam-{block.family}" + (f" sev-{sev}" if sev else "")
+        cls = f"block fam-{block.family.replace('/', '-')}" + (f" sev-{sev}" if sev else "")
         out.append(f'<g class="{cls}" id="b{block.index}" transform="translate({num(x)},{num(y)})">')
         for row, member in enumerate(block.members):
             out.append(_row(member, index, row, bw))

@@ -116,6 +116,7 @@
       facts.append(el("tr", {}, el("td", {}, "MACs"), el("td", {}, m.macs ? `${m.macs.toLocaleString("en-US")} (${human(m.macs)})` : "0")));
     }
     details.append(facts);
+    if (m.doc) details.append(el("p", { class: "doc" }, m.doc));
     if (m.status) {
       details.append(el("h3", {}, "Change: ", el("span", { class: "status " + m.status }, m.status)));
       if (m.changes.length) details.append(el("ul", {}, ...m.changes.map((c) => el("li", {}, c))));
