@@ -509,3 +509,14 @@ def test_multiply_accumulates():
                    '{ num_output: 4 kernel_size: 2 stride: 2 }')
     assert cost.macs(deconv, [(1, 3, 5, 5)]) == 3 * 25 * 4 * 4
     assert cost.macs(layer('name: "r" type: "ReLU"'), [(1, 3)]) == 0
+
+
+def test_senet_axpy_is_x_shaped_and_checks_its_operands():
+    text = 'name: "a" type: "Axpy" top: "a"'
+    assert infer(text, (2, 8, 1, 1), (2, 8, 7, 7), (2, 8, 7, 7)).tops == [(2, 8, 7, 7)]
+    for bottoms in [((2, 8, 1, 1), (2, 8, 7, 7), (2, 8, 7, 6)),
+                    ((2, 4, 1, 1), (2, 8, 7, 7), (2, 8, 7, 7)),
+                    ((2, 8, 7, 7), (2, 8, 7, 7), (2, 8, 7, 7)),
+                    ((2, 8, 1, 1), (2, 8, 7, 7))]:
+        with pytest.raises(ShapeError):
+            infer(text, *bottoms)

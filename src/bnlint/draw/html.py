@@ -70,7 +70,8 @@ def render_html(drawing: Drawing) -> str:
         'autocomplete="off" aria-label="search a layer or blob">',
         '<button id="zoom-out" title="zoom out">-</button>'
         '<button id="zoom-in" title="zoom in">+</button>'
-        '<button id="fit" title="fit the net in the window">fit</button>',
+        '<button id="fit" title="fit the net in the window">fit</button>'
+        '<button id="home" title="back to the top of the net">top</button>',
         f'<span id="counts">{esc(summary_line(picture))}</span>',
         '<ul id="results"></ul>',
         "</header><main>",

@@ -124,7 +124,9 @@ def build_picture(text_file, state: NetState, findings: list[Finding],
     graph = NetGraph(view, state)
     shapes = with_inferred_inputs(view, state, input_shapes or {})
     members, blocks, block_of = _blocks(view, graph, text_file, shapes)
-    _attach_findings(view, members, findings)
+    _attach_findings(view, members, findings,
+                     {b.members[0].name: b.members[0] for b in blocks
+                      if b.members[0].kind == "input"})
     edges = _edges(graph, block_of)
     shown = {lv.index for lv in graph.layers}
     hidden = [lv.name for lv in view.layers if lv.index not in shown]
@@ -237,8 +239,10 @@ def _edges(graph: NetGraph, block_of: dict) -> list[Edge]:
     return edges
 
 
-def _attach_findings(view: NetView, members: dict[int, Member], findings: list[Finding]) -> None:
-    """Each finding goes to the layer whose text holds it (else the layer it names)."""
+def _attach_findings(view: NetView, members: dict[int, Member], findings: list[Finding],
+                     inputs: dict[str, Member]) -> None:
+    """Each finding goes to the layer whose text holds it (else the layer it names), or
+    to the net-level input whose `input:` field holds it."""
     spans = sorted((lv.node.start, lv.node.end, lv.index) for lv in view.layers)
     starts = [s for s, _, _ in spans]
     by_name: dict[str, int] = {}
@@ -251,8 +255,16 @@ def _attach_findings(view: NetView, members: dict[int, Member], findings: list[F
             index = spans[at][2]
         elif f.layer is not None:
             index = by_name.get(f.layer)
-        if index is not None:
-            f.layer = view.layers[index].name
+        if index is None:
+            for net_input in view.inputs:
+                node = net_input.node
+                if node is not None and net_input.name in inputs and \
+                        node.start <= f.offset < max(node.end, node.start + 1):
+                    f.layer = net_input.name
+                    inputs[net_input.name].findings.append(f)
+                    break
+            continue
+        f.layer = view.layers[index].name
         if index is not None and index in members:
             members[index].findings.append(f)
 

@@ -24,6 +24,13 @@
     if (data.height * view.k < h) view.y = (h - data.height * view.k) / 2;
     apply();
   }
+  // the start: the top of the net, readable (a 900-layer net fitted whole is a line)
+  function home() {
+    const w = canvas.clientWidth;
+    const k = Math.max(Math.min(1, w / data.width, canvas.clientHeight / data.height), 0.6);
+    view = { k: Math.min(k, 1), x: (w - data.width * Math.min(k, 1)) / 2, y: 0 };
+    apply();
+  }
   function zoomAt(factor, cx, cy) {
     const k = Math.min(8, Math.max(0.02, view.k * factor));
     view.x = cx - (cx - view.x) * (k / view.k);
@@ -188,12 +195,13 @@
     if (e.key === "/" && document.activeElement !== search) { e.preventDefault(); search.focus(); }
   });
   document.getElementById("fit").addEventListener("click", fit);
+  document.getElementById("home").addEventListener("click", home);
   document.getElementById("zoom-in").addEventListener("click", () => zoomAt(1.25, canvas.clientWidth / 2, canvas.clientHeight / 2));
   document.getElementById("zoom-out").addEventListener("click", () => zoomAt(0.8, canvas.clientWidth / 2, canvas.clientHeight / 2));
 
   const list = document.getElementById("finding-list");
   data.findings.forEach((f) => list.append(findingItem(f, true)));
   if (!data.findings.length) list.append(el("li", {}, "none"));
-  fit();
+  home();
   document.body.dataset.ready = "1";
 })();
