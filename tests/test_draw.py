@@ -262,3 +262,20 @@ def test_fold_draws_its_change(run_cli, tmp_path):
     assert {m.name for m in picture.removed} >= {"bn1", "scale1"}
     assert next(m for m in picture.members() if m.name == "conv1").status == "changed"
     assert '"status":"removed"' in page.read_text(encoding="utf-8")
+
+
+def test_findings_of_layers_outside_the_state_are_listed(tmp_path):
+    net = tmp_path / "net.prototxt"
+    net.write_text(
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 '
+        'dim: 8 dim: 8 } } }\n'
+        'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
+        'convolution_param { num_output: 4 kernel_size: 3 } }\n'
+        'layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" '
+        'include { phase: TRAIN } }\n')
+    picture = picture_of(str(net), phase="test")
+    assert picture.hidden == ["bn"]
+    hidden = [f for f in picture.findings if f.layer == "bn"]
+    assert hidden, "the TRAIN-only BatchNorm has findings (no Scale after it)"
+    svg = render(picture, "svg")
+    assert f"{hidden[0].code} line 3 (layer 'bn', not in this state)" in svg

@@ -114,12 +114,15 @@ def lay_out(picture: Picture) -> Drawing:
 
 
 def _net_findings(picture: Picture) -> list:
-    return [f for f in picture.findings if f.layer is None][:12]
+    """Findings on no drawn node: the net's own, and those of layers outside the state."""
+    drawn = {id(f) for m in picture.members() for f in m.findings}
+    return [f for f in picture.findings if id(f) not in drawn][:12]
 
 
 def _net_finding_text(f) -> str:
     message = f.message if len(f.message) <= 120 else f.message[:119] + "\u2026"
-    return f"{f.code} line {f.line}: {message}"
+    where = f" (layer '{f.layer}', not in this state)" if f.layer else ""
+    return f"{f.code} line {f.line}{where}: {message}"
 
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
