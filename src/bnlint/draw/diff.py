@@ -2,7 +2,10 @@
 
 Layers are matched by name, as Caffe copies weights by name: a layer of B that A
 lacks is added, one of A that B lacks is removed, one in both whose parameters,
-type or blobs differ is changed, with the fields that differ listed.
+type or blobs differ is changed, with the fields that differ listed. A removed
+member of an in-place chain whose head is still there (the BatchNorm and Scale that
+`fold` took into their Convolution) is drawn struck through in that block; other
+removed layers are listed beside the net.
 """
 
 from __future__ import annotations
@@ -29,12 +32,27 @@ def mark_changes(before: Picture, after: Picture) -> None:
             m.status = "changed" if m.changes else ""
         if m.status:
             counts[m.status] += 1
-    for m in before.members():
-        if m.name not in seen:
+    place = {m.name: (block, i) for block in after.blocks for i, m in enumerate(block.members)}
+    for block in before.blocks:
+        for i, m in enumerate(block.members):
+            if m.name in seen:
+                continue
             seen.add(m.name)
             m.status = "removed"
-            after.removed.append(m)
+            m.findings = []          # they were findings of the other file
             counts["removed"] += 1
+            # a member of an in-place chain whose head survived stays in its block
+            anchor = next((place[p.name] for p in reversed(block.members[:i])
+                           if p.name in place), None)
+            if anchor is None:
+                after.removed.append(m)
+                continue
+            host, at = anchor
+            m.kind = "removed"
+            host.members.insert(at + 1, m)
+            place[m.name] = (host, at + 1)
+            for j, other in enumerate(host.members):
+                place[other.name] = (host, j)
     summary = ", ".join(f"{n} {what}" for what, n in counts.items())
     name = os.path.basename(before.path) or before.path
     after.subtitle = f"against {name}: {summary}"

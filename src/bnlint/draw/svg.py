@@ -209,7 +209,7 @@ def _worst(severities) -> str:
 def _row(member: Member, index: int, row: int, width: float) -> str:
     fill, ink = FAMILY_COLOURS.get(member.family, FAMILY_COLOURS["other"])
     kind, name, codes = _row_text(member)
-    cls = "layer" if member.kind == "layer" else "input"
+    cls = {"layer": "layer", "input": "input"}.get(member.kind, "removed-member")
     if member.severity:
         cls += f" sev-{member.severity}"
     if member.status:
@@ -224,7 +224,8 @@ def _row(member: Member, index: int, row: int, width: float) -> str:
                      f'stroke-opacity="0.5"/>')
     if member.status:
         parts.append(f'<rect class="st-{member.status}" y="{y}" width="5" height="{ROW_HEIGHT}"/>')
-    parts.append(f'<text x="{PAD_X}" y="{y + 13}" fill="{ink}"><tspan class="type">'
+    strike = ' text-decoration="line-through" opacity="0.75"' if member.kind == "removed" else ""
+    parts.append(f'<text x="{PAD_X}" y="{y + 13}" fill="{ink}"{strike}><tspan class="type">'
                  f'{esc(kind)}</tspan> {esc(name)}</text>')
     if codes:
         parts.append(f'<rect class="badge-{member.severity}" x="{num(width - PAD_X - len(codes) * CHAR_WIDTH - 4)}" '

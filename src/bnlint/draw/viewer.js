@@ -146,7 +146,7 @@
 
   svg.addEventListener("click", (e) => {
     if (canvas.dataset.justDragged) { delete canvas.dataset.justDragged; return; }
-    const g = e.target.closest(".layer, .input, .removed-layer");
+    const g = e.target.closest(".layer, .input, .removed-member, .removed-layer");
     if (g) select(Number(g.id.slice(1)), false, g.id[0] === "R");
   });
 
