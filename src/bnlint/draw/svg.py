@@ -106,17 +106,29 @@ def lay_out(picture: Picture) -> Drawing:
                 len(summary_line(picture)) * CHAR_WIDTH + 2 * MARGIN,
                 *(len(_net_finding_text(f)) * CHAR_WIDTH + 2 * MARGIN
                   for f in _net_findings(picture)))
-    extra = 14 * len(_net_findings(picture))
+    extra = 14 * (len(_net_findings(picture)) + _more_findings(picture))
     height = layout.height + 2 * MARGIN + HEADER + extra
     if picture.removed:
         height = max(height, HEADER + extra + 2 * MARGIN + ROW_HEIGHT * (len(picture.removed) + 1))
     return Drawing(picture, layout, sizes, width, height)
 
 
-def _net_findings(picture: Picture) -> list:
+NET_FINDINGS_SHOWN = 12
+
+
+def _undrawn_findings(picture: Picture) -> list:
     """Findings on no drawn node: the net's own, and those of layers outside the state."""
     drawn = {id(f) for m in picture.members() for f in m.findings}
-    return [f for f in picture.findings if id(f) not in drawn][:12]
+    return [f for f in picture.findings if id(f) not in drawn]
+
+
+def _net_findings(picture: Picture) -> list:
+    return _undrawn_findings(picture)[:NET_FINDINGS_SHOWN]
+
+
+def _more_findings(picture: Picture) -> int:
+    """1 when some findings off the drawn layers are not listed, else 0 (a line)."""
+    return int(len(_undrawn_findings(picture)) > NET_FINDINGS_SHOWN)
 
 
 def _net_finding_text(f) -> str:
@@ -178,6 +190,11 @@ def render_svg(drawing: Drawing) -> str:
     for f in _net_findings(picture):
         out.append(f'<text class="net-finding badge-{f.severity}" x="{MARGIN}" y="{num(y0)}">'
                    f'{esc(_net_finding_text(f))}</text>')
+        y0 += 14
+    if _more_findings(picture):
+        more = len(_undrawn_findings(picture)) - NET_FINDINGS_SHOWN
+        out.append(f'<text class="net-finding" x="{MARGIN}" y="{num(y0)}">... and {more} more '
+                   f'findings not on a drawn layer (`bnlint check` lists them)</text>')
         y0 += 14
     top = y0
     out.append(f'<g class="graph" transform="translate({MARGIN},{num(top)})">')

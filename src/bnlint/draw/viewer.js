@@ -16,6 +16,7 @@
   function apply() {
     viewport.setAttribute("transform", `translate(${view.x},${view.y}) scale(${view.k})`);
     canvas.classList.toggle("far", view.k < 0.45);
+    canvas.classList.toggle("very-far", view.k < 0.2);   // unreadable anyway: draw less
   }
   function fit() {
     const w = canvas.clientWidth, h = canvas.clientHeight;
