@@ -14,8 +14,10 @@ steps short:
    routed between the nodes and not through them;
 3. crossings are reduced by barycenter sweeps (down and up), keeping the order with
    the fewest crossings (counted exactly, bilayer by bilayer, with a Fenwick tree);
-4. x coordinates: in each sweep a node continues the line of its partner in the
-   previous rank (each node has at most one; a long edge's dummy comes first) and
+4. x coordinates: links that run straight are chosen first, as a matching of upper
+   and lower nodes: the longest edges (a residual trunk), then short links into a
+   node that goes on with a long edge (a projection shortcut), then central ones. In
+   each sweep a node continues the line of its partner in the previous rank and
    otherwise moves towards the mean x of its neighbours there; the smallest moves
    that keep the order and the gaps are found exactly by weighted isotonic regression
    (pool adjacent violators), partners weighing most. Long edges and chains run
@@ -210,7 +212,11 @@ def _coordinates(layers, widths, ups, downs, span: dict, gap: float) -> list[flo
         for v in downs[u]:
             straightness = span[u, v] if span[u, v] > 1 else 0
             off_centre = abs(position[v] - centre(downs[u])) + abs(position[u] - centre(ups[v]))
-            candidates.append((-straightness, off_centre, position[u], position[v], u, v))
+            # a short link into a node that goes on with a long edge (a projection
+            # shortcut) continues the trunk too
+            onward = max((span[v, w] for w in downs[v]), default=0)
+            candidates.append((-straightness, -onward, off_centre, position[u], position[v],
+                               u, v))
     candidates.sort()
     above = [-1] * len(widths)
     below = [-1] * len(widths)
@@ -224,9 +230,12 @@ def _coordinates(layers, widths, ups, downs, span: dict, gap: float) -> list[flo
             for v in layer:
                 near = neighbours[v]
                 if partner[v] >= 0:
-                    # continue the partner's line: this node should not move
-                    desired.append(xs[partner[v]])
-                    weights.append(1e6)
+                    # continue the partner's line: this node should not move; a long
+                    # edge (a residual trunk) beats a chain of nodes of unequal widths
+                    u = partner[v]
+                    long_edge = span.get((u, v), span.get((v, u), 1)) > 1
+                    desired.append(xs[u])
+                    weights.append(1e12 if long_edge else 1e6)
                 elif near:
                     desired.append(sum(xs[u] for u in near) / len(near))
                     weights.append(1.0)

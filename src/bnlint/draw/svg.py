@@ -19,6 +19,7 @@ CHAR_WIDTH = 6.65        # DejaVu Sans Mono / Menlo at 11 px: 0.6 em, plus a lit
 ROW_HEIGHT = 18
 PAD_X = 8
 LABEL_HEIGHT = 12        # one edge label line under a block
+LABEL_CHAR_WIDTH = 6.05  # 10 px monospace
 MAX_CHARS = 64           # longer layer names are cut on screen (kept whole in data-name)
 MARGIN = 20
 HEADER = 46              # title and summary lines above the graph
@@ -100,6 +101,9 @@ def lay_out(picture: Picture) -> Drawing:
                     for i, (w, h) in enumerate(sizes)]
     layout = layered_layout(layout_sizes, [(e.src, e.dst) for e in picture.edges])
     width = layout.width + 2 * MARGIN
+    for edge in picture.edges:        # edge labels may reach past the rightmost node
+        label = len(edge.blob) + 1 + len(shape_text(edge.shape))
+        width = max(width, 2 * MARGIN + layout.x[edge.src] + 5 + label * LABEL_CHAR_WIDTH)
     if picture.removed:
         width += 60 + max(_row_chars(m) for m in picture.removed) * CHAR_WIDTH + 2 * PAD_X
     width = max(width, len(picture.title) * 8.5 + 2 * MARGIN,
