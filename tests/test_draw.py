@@ -284,3 +284,22 @@ def test_findings_of_layers_outside_the_state_are_listed(tmp_path):
     assert hidden, "the TRAIN-only BatchNorm has findings (no Scale after it)"
     svg = render(picture, "svg")
     assert f"{hidden[0].code} line 3 (layer 'bn', not in this state)" in svg
+
+
+def test_layout_keeps_a_residual_trunk_straight():
+    """Blocks E -> a -> b -> c -> E' with E -> E' (or a projection E -> p -> E' at each
+    stage start): every E sits on one vertical line whatever the branch widths."""
+    sizes, edges, trunk = [(90.0, 18.0)], [], [0]
+    for block in range(12):
+        shortcut = trunk[-1]
+        if block % 4 == 0:                      # a projection shortcut
+            sizes.append((228.0, 54.0))
+            edges.append((trunk[-1], len(sizes) - 1))
+            shortcut = len(sizes) - 1
+        a, b, c, e = (len(sizes) + i for i in range(4))
+        sizes += [(241.0, 72.0), (195.0, 72.0), (255.0, 54.0), (140.0, 36.0)]
+        edges += [(trunk[-1], a), (a, b), (b, c), (c, e), (shortcut, e)]
+        trunk.append(e)
+    layout = _check_layout(sizes, edges)
+    xs = [layout.x[e] for e in trunk]
+    assert max(xs) - min(xs) < 0.5, xs
