@@ -39,7 +39,11 @@ def command(net_path, output, fmt, phase, stages, diff_path, weights, input_shap
     from bnlint.lint.config import ConfigResolver
 
     check_dialect_options(dialect, proto)
-    fmt = fmt or ("html" if output.lower().endswith((".html", ".htm")) else "svg")
+    if fmt is None:
+        ext = output.lower().rsplit(".", 1)[-1] if "." in output else ""
+        if output != "-" and ext not in ("svg", "html", "htm"):
+            raise click.UsageError(f"-o {output}: name it .svg or .html, or pass --format")
+        fmt = "html" if ext in ("html", "htm") else "svg"
     resolver = ConfigResolver(None, {"dialect": dialect, "proto": proto})
     options = dict(phase=phase, stages=tuple(stages), input_shapes=input_shapes)
     if diff_path:
