@@ -160,7 +160,8 @@ def test_missing_file_and_findings_exit_codes(run_cli, tmp_path):
     assert run_cli("draw", str(tmp_path / "nope.prototxt"))[0] == 2
     code, out, _ = run_cli("draw", str(DEPLOY))          # findings: still 0, SVG on stdout
     assert code == 0 and out.startswith("<svg")
-    assert run_cli("draw", str(DEPLOY), "-o", str(DEPLOY))[0] == 2   # never over the input
+    code, _, err = run_cli("draw", str(DEPLOY), "-o", str(DEPLOY), "--format", "svg")
+    assert code == 2 and "overwrite the input" in err
     assert run_cli("draw", str(DEPLOY), "-o", str(tmp_path / "net.png"))[0] == 2
     code, _, _ = run_cli("draw", str(DEPLOY), "-o", str(tmp_path / "net.page"), "--format", "html")
     assert code == 0 and (tmp_path / "net.page").read_text().startswith("<!DOCTYPE html>")
