@@ -26,9 +26,12 @@ STDIO = "-"
 MAX_INPUT_BYTES = 2**31 - 1
 
 
-def read_bytes(path: str) -> bytes:
+def read_bytes(path: str, mutable: bool = False) -> bytes | bytearray:
+    """A file's bytes; `mutable` gives a bytearray, read in place (NumPy views of it are
+    writable), for the weights reader."""
     if path == STDIO:
-        return _read_limited(sys.stdin.buffer, "<stdin>")
+        data = _read_limited(sys.stdin.buffer, "<stdin>")
+        return bytearray(data) if mutable else data
     p = Path(path)
     try:
         if p.is_dir():
@@ -42,8 +45,9 @@ def read_bytes(path: str) -> bytes:
             if stat.S_ISREG(info.st_mode):
                 if info.st_size > MAX_INPUT_BYTES:
                     raise _too_big(path)
-                return fh.read()
-            return _read_limited(fh, path)      # a pipe (`<(...)`, a FIFO): size unknown
+                return _read_in_place(fh, info.st_size) if mutable else fh.read()
+            data = _read_limited(fh, path)      # a pipe (`<(...)`, a FIFO): size unknown
+            return bytearray(data) if mutable else data
     except FileNotFoundError:
         if p.is_symlink():
             raise BnlintError("broken symbolic link (its target does not exist)",
@@ -55,6 +59,14 @@ def read_bytes(path: str) -> bytes:
         raise BnlintError("is a directory, not a file", path=path) from None
     except OSError as err:
         raise BnlintError(f"cannot read: {err.strerror or err}", path=path) from None
+
+
+def _read_in_place(fh, size: int) -> bytearray:
+    buffer = bytearray(size)
+    got = fh.readinto(buffer)
+    if got < size:                  # the file shrank while read
+        del buffer[got:]
+    return buffer
 
 
 def _too_big(path: str) -> BnlintError:

@@ -67,16 +67,19 @@ class _RawLayer:
 
 def read_weights(path: str, schema: Schema | None = None) -> Weights:
     """The weights in a binary .caffemodel, or in a text net that carries blobs."""
-    data = read_bytes(path)
+    data = read_bytes(path, mutable=True)
     shown = "<stdin>" if path == "-" else path
     if not data:
         raise WeightsError("empty file: a .caffemodel holds a binary NetParameter with the "
                            "trained blobs", path=shown)
     schema = schema or default_schema()
     if _is_text(data):
-        net = _parse_text_net(data, shown, schema)
+        net = _parse_text_net(bytes(data), shown, schema)
     else:
-        net = _parse_binary_net(data, shown, schema)
+        fast = _read_wire(data, shown, schema)
+        if fast is not None:
+            return fast
+        net = _parse_binary_net(bytes(data), shown, schema)
     del data          # the raw bytes are as big as the weights: drop them before converting
     return weights_from_net(net, shown)
 
@@ -90,6 +93,45 @@ def weights_from_net(net, path: str = "") -> Weights:
     for raw in _raw_layers(net, path):
         weights[raw.name] = _layer_blobs(raw, path)
     return weights
+
+
+def _read_wire(data: bytearray, path: str, schema: Schema) -> Weights | None:
+    """The weights as views of `data` (see bnlint.caffe.wire), or None when the file needs
+    protobuf's reader (legacy layers, unusual encodings, any decode error)."""
+    from google.protobuf.message import DecodeError
+
+    from bnlint.caffe import wire
+
+    try:
+        skeleton, blob_spans = wire.scan(data)
+        net = schema.message_class("NetParameter")()
+        net.ParseFromString(skeleton)
+    except (wire.Unusual, DecodeError):
+        return None
+    if not len(net.layer) or len(net.layers) or len(net.layer) != len(blob_spans):
+        return None
+    weights = Weights(path)
+    for layer, spans in zip(net.layer, blob_spans):
+        name = _text(layer.name)
+        arrays, legacy = [], []
+        for index, blob in enumerate(spans):
+            is_legacy = bool(blob.legacy)
+            shape = (tuple(blob.legacy.get(n, 0) for n in (1, 2, 3, 4)) if is_legacy
+                     else tuple(blob.dims))
+            check_blob_shape(shape, name, index, error=WeightsError, path=path)
+            expected = _count_values(shape)
+            arrays.append(_checked(wire.values(data, blob), shape, expected, name, index,
+                                   path))
+            legacy.append(is_legacy)
+        weights[name] = LayerBlobs(arrays, legacy, _text(layer.type))
+    return weights
+
+
+def _count_values(shape: tuple[int, ...]) -> int:
+    expected = 1
+    for d in shape:
+        expected *= d
+    return expected
 
 
 def _is_text(data: bytes) -> bool:
@@ -180,16 +222,29 @@ def blob_array(blob, layer_name: str = "", index: int = 0,
         shape = tuple(int(d) for d in blob.shape.dim)
     check_blob_shape(shape, layer_name, index, error=WeightsError, path=path)
     values = blob.double_data if len(blob.double_data) else blob.data
-    expected = 1
-    for d in shape:
-        expected *= d
+    expected = _count_values(shape)
     if len(values) != expected:
-        if not len(values) and expected:
-            raise WeightsError(f"{where}: no values for shape {list(shape)} ({expected} "
-                               f"expected); were the weights stripped?", path=path)
-        raise WeightsError(f"{where}: {len(values)} values do not fill the declared shape "
-                           f"{list(shape)} ({expected} values)", path=path)
+        _missing_values(len(values), shape, expected, where, path)
     array = np.array(values, dtype=np.float32).reshape(shape)
+    return _checked(array, shape, expected, layer_name, index, path), is_legacy
+
+
+def _missing_values(count: int, shape: tuple[int, ...], expected: int, where: str,
+                    path: str) -> None:
+    if not count and expected:
+        raise WeightsError(f"{where}: no values for shape {list(shape)} ({expected} "
+                           f"expected); were the weights stripped?", path=path)
+    raise WeightsError(f"{where}: {count} values do not fill the declared shape "
+                       f"{list(shape)} ({expected} values)", path=path)
+
+
+def _checked(values: np.ndarray, shape: tuple[int, ...], expected: int, layer_name: str,
+             index: int, path: str) -> np.ndarray:
+    """`values` shaped, once their count fits and none is NaN or infinite."""
+    where = f"layer '{layer_name}', blob {index}"
+    if values.size != expected:
+        _missing_values(values.size, shape, expected, where, path)
+    array = values.reshape(shape)
     finite = np.isfinite(array)
     if not finite.all():
         bad = np.flatnonzero(~finite.reshape(-1))
@@ -198,7 +253,7 @@ def blob_array(blob, layer_name: str = "", index: int = 0,
                            f"(the first, {array.reshape(-1)[bad[0]]}, at index "
                            f"{list(first)}); the weights are corrupt or training diverged",
                            path=path)
-    return array, is_legacy
+    return array
 
 
 # --- writing ------------------------------------------------------------------------------
