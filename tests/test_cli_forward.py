@@ -157,6 +157,17 @@ def test_info_table_and_totals(tiny):
     assert "multiply-accumulates: 276" in stdout
 
 
+def test_info_counts_macs_at_batch_one(tmp_path):
+    net = tmp_path / "batch10.prototxt"
+    net.write_text(TINY.replace("dim: 1 dim: 2", "dim: 10 dim: 2"))
+    code, stdout, stderr = bnlint("info", str(net))
+    assert code == 0, stderr
+    assert "10x3x2x2" in stdout                       # the shapes stay the file's own
+    assert "multiply-accumulates: 276 (batch 1" in stdout
+    code, stdout, stderr = bnlint("info", str(net), "--input-shape", "data=10,2,4,4")
+    assert "multiply-accumulates: 2,760" in stdout
+
+
 def test_info_without_input_shape_shows_unknowns(tmp_path):
     net = tmp_path / "train.prototxt"
     net.write_text(TRAIN)

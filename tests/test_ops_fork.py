@@ -759,3 +759,24 @@ def test_floor_pooling_size_is_caffes_floor_formula(size, kernel, stride, pad):
     if pad and (expected - 1) * stride >= size + pad:
         expected -= 1
     assert shapes.infer(layer, [(1, 1, size, size)]).tops == [(1, 1, expected, expected)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_nms_keeps_what_the_per_label_loop_keeps(seed):
+    from bnlint.forward.ops.ssd import box_sizes, candidates, nms_batched, nms_fast
+
+    rng = np.random.default_rng(seed)
+    priors, labels = 300, [1, 2, 3, 5]
+    corners = rng.uniform(0, 1, (len(labels), priors, 2)).astype(F32)
+    extent = rng.uniform(-0.05, 0.4, (len(labels), priors, 2)).astype(F32)   # some inverted
+    boxes = np.concatenate([corners, corners + extent], axis=2)
+    boxes[0, :5] = np.nan                                                      # NaN boxes
+    boxes[1, 10:20] = boxes[1, 20:30]                                          # duplicates
+    scores = np.round(rng.uniform(0, 1, (priors, 6)), 2).astype(F32)          # ties
+    decoded = {c: (boxes[k], box_sizes(boxes[k])) for k, c in enumerate(labels)}
+    for top_k in (-1, 50):
+        orders = [candidates(scores[:, c], F32(0.2), top_k) for c in labels]
+        batched = nms_batched(labels, orders, decoded.__getitem__, F32(0.45))
+        for c in labels:
+            loop = nms_fast(*decoded[c], scores[:, c], F32(0.2), F32(0.45), F32(1), top_k)
+            np.testing.assert_array_equal(batched[c], loop)

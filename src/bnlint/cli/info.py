@@ -39,6 +39,33 @@ def _shape_text(shape) -> str:
     return "x".join(map(str, shape)) or "scalar"
 
 
+def _macs_at_batch_one(graph, view, input_shapes: dict) -> tuple[dict[int, int], list[str]]:
+    """{layer index: MACs} with every input's batch set to 1 unless --input-shape gives it
+    (a file declaring batch 10 would otherwise read ten times the cost of one image),
+    and the notes of layers whose count failed."""
+    from bnlint.caffe import cost
+    from bnlint.caffe import shapes as shape_rules
+    from bnlint.caffe.infer import infer_graph_shapes
+    from bnlint.caffe.inputs import find_inputs
+    from bnlint.errors import ShapeError
+
+    shapes = {blob.name: blob.shape for blob in find_inputs(view, graph.state, input_shapes, 1)
+              if blob.shape is not None}
+    inferred = infer_graph_shapes(graph, {**shapes, **input_shapes})
+    result: dict[int, int] = {}
+    notes: list[str] = []
+    for lv in graph.layers:
+        bottom_shapes = [b.shape if b is not None else None for b in graph.bottoms[lv.index]]
+        if lv.index not in inferred.params or any(s is None for s in bottom_shapes):
+            continue
+        try:
+            result[lv.index] = cost.macs(lv.message, bottom_shapes, shape_rules.LayerShapes(
+                list(inferred.tops.get(lv.index, [])), inferred.params[lv.index]))
+        except ShapeError as err:
+            notes.append(err.message)
+    return result, notes
+
+
 @click.command()
 @click.argument("net_path", metavar="NET")
 @weights_option
@@ -47,8 +74,9 @@ def _shape_text(shape) -> str:
 def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: str) -> None:
     """Show NET's layers: type, bottoms, tops, output shapes, parameters and MACs.
 
-    MACs count the matrix products (Convolution, Deconvolution, InnerProduct) per
-    forward pass. With --weights, says which layers have stored weights.
+    MACs count the matrix products (Convolution, Deconvolution, InnerProduct) of
+    one forward pass at batch 1 (or at the batch --input-shape gives). With --weights,
+    says which layers have stored weights.
     """
     from rich.table import Table
 
@@ -76,6 +104,8 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
     check_shape_names(source_names, input_shapes)
     from bnlint.caffe.inputs import with_inferred_inputs
 
+    layer_macs_at, mac_notes = _macs_at_batch_one(graph, view, input_shapes)
+    notes += mac_notes
     inferred = infer_graph_shapes(graph, with_inferred_inputs(view, graph.state, input_shapes))
     weights = None
     if weights_path:
@@ -83,11 +113,12 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
 
         weights = read_weights(weights_path)
 
+    macs_title = "MACs" if input_shapes else "MACs (batch 1)"
     table = Table()
     for name, justify, wrap in (("#", "right", False), ("layer", "left", True),
                                 ("type", "left", False), ("bottoms", "left", True),
                                 ("tops", "left", True), ("output shape", "left", False),
-                                ("params", "right", False), ("MACs", "right", False)):
+                                ("params", "right", False), (macs_title, "right", False)):
         table.add_column(name, justify=justify, overflow="fold", no_wrap=not wrap)
     if weights is not None:
         table.add_column("weights")
@@ -96,14 +127,7 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
         tops = inferred.tops.get(lv.index, [])
         params = inferred.params.get(lv.index, [])
         param_count = sum(shape_rules.count(shape) for shape in params)
-        bottom_shapes = [b.shape if b is not None else None for b in graph.bottoms[lv.index]]
-        layer_macs = 0
-        if lv.index in inferred.params and all(s is not None for s in bottom_shapes):
-            try:
-                layer_macs = cost.macs(lv.message, bottom_shapes,
-                                       shape_rules.LayerShapes(list(tops), params))
-            except ShapeError as err:
-                notes.append(err.message)
+        layer_macs = layer_macs_at.get(lv.index, 0)
         total_params += param_count
         total_macs += layer_macs
         row = [str(position), _cell(lv.name), _cell(lv.type), _cell(", ".join(lv.bottoms)),
@@ -132,8 +156,10 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
     console = stdout_console()
     console.print(f"{net_path} ({graph.state})", highlight=False)
     console.print(table)
+    batch_note = "" if input_shapes else " (batch 1; the net's own batch may differ)"
     console.print(f"parameters: {total_params:,}{partial} ({human(total_params * 4)}B as "
-                  f"float32); multiply-accumulates: {total_macs:,}{partial}", highlight=False)
+                  f"float32); multiply-accumulates: {total_macs:,}{partial}{batch_note}",
+                  highlight=False)
     if unknown:
         shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         console.print(f"partial totals: {len(unknown)} layer(s) of unknown shape count as 0 "

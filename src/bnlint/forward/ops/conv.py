@@ -35,6 +35,7 @@ from bnlint.forward.ops.base import (
     scratch_buffer,
     unbuffered_rows,
 )
+from bnlint.forward.parallel import matmul
 from bnlint.forward.registry import Op, register_op
 
 
@@ -184,7 +185,7 @@ def _pointwise(batch: np.ndarray, geom: convolution.ConvGeometry, weights: np.nd
         batch = scratch_buffer("columns", strided.shape)
         np.copyto(batch, strided)
     cols = batch.reshape(num, group, channels // group, -1)
-    np.matmul(weights.reshape(group, per_group_out, channels // group), cols,
+    matmul(weights.reshape(group, per_group_out, channels // group), cols,
               out=out.reshape(num, group, per_group_out, -1))
 
 
@@ -217,7 +218,7 @@ def _im2col_product(batch: np.ndarray, geom: convolution.ConvGeometry, weights: 
             source = windows[n][lead + (slice(first, last),)]
             cols = scratch_buffer("columns", source.shape)
             np.copyto(cols, source)
-            np.matmul(weights, cols.reshape(group, kernel_dim, -1),
+            matmul(weights, cols.reshape(group, kernel_dim, -1),
                       out=out_n[:, :, first * row_size:last * row_size])
 
 
@@ -237,7 +238,7 @@ def _flat_im2col_product(batch: np.ndarray, geom: convolution.ConvGeometry, weig
             cols = scratch_buffer("columns", source.shape)
             np.copyto(cols, source)
             product = scratch_buffer("product", (group, per_group_out, cols.shape[-1]))
-            np.matmul(weights, cols.reshape(group, kernel_dim, -1), out=product)
+            matmul(weights, cols.reshape(group, kernel_dim, -1), out=product)
             image.crop(product, out_n[:, :, first:last])
 
 
@@ -263,7 +264,7 @@ def _tap_products(batch: np.ndarray, geom: convolution.ConvGeometry, tap_weights
             last = min(out_spatial[0], first + rows_per_chunk)
             shifted = image.channel_taps(n, first, last)
             products = scratch_buffer("columns", kernel_shape + (num_output, shifted.shape[-1]))
-            np.matmul(tap_weights, shifted, out=products)
+            matmul(tap_weights, shifted, out=products)
             grid = products.reshape((taps, num_output, last - first) + image.trailing)
             np.add.reduce(grid[crop], axis=0, out=out[n, :, first:last])
 
@@ -352,7 +353,7 @@ def _depthwise(batch: np.ndarray, geom: convolution.ConvGeometry, weights: np.nd
             last = min(channels, first + block)
             cols = scratch_buffer("columns", (last - first,) + windows.shape[2:])
             np.copyto(cols, windows[n, first:last])
-            np.matmul(weights[first:last], cols.reshape(last - first, taps, positions),
+            matmul(weights[first:last], cols.reshape(last - first, taps, positions),
                       out=out_n[first:last])
 
 
@@ -374,7 +375,7 @@ def _flat_depthwise(batch: np.ndarray, geom: convolution.ConvGeometry, weights: 
             cols = scratch_buffer("columns", source.shape)
             np.copyto(cols, source)
             product = scratch_buffer("product", (last - first, multiplier, positions))
-            np.matmul(weights[first:last], cols.reshape(last - first, taps, positions),
+            matmul(weights[first:last], cols.reshape(last - first, taps, positions),
                       out=product)
             image.crop(product, out_n[first:last])
 

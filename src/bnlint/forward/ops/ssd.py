@@ -246,23 +246,39 @@ class DetectionOutput(Op):
                     continue
                 decoded[label] = decode_boxes(prior_boxes, prior_vars, loc[i, :, c],
                                               self.code_type, self.variance_in_target)
-            kept = {}
-            for c in range(classes):
-                if c == self.background:
-                    continue
-                boxes, sizes = decoded[-1 if self.share_location else c]
-                kept[c] = nms_fast(boxes, sizes, conf[i, :, c], self.confidence_threshold,
-                                   self.nms_threshold, self.eta, self.top_k)
+            labels = [c for c in range(classes) if c != self.background]
+            kept = self._nms(decoded, conf[i], labels)
             kept = self._keep_top_k(kept, conf[i])
             for label in sorted(kept):
                 boxes, _ = decoded[-1 if self.share_location else label]
-                for idx in kept[label]:
-                    rows.append([F32(i), F32(label), conf[i, idx, label], *boxes[idx]])
+                idx = kept[label]
+                part = np.empty((len(idx), 7), dtype=F32)
+                part[:, 0] = i
+                part[:, 1] = label
+                part[:, 2] = conf[i, idx, label]
+                part[:, 3:] = boxes[idx]
+                rows.append(part)
+        rows = [part for part in rows if len(part)]
         if not rows:
             top = np.full((1, 1, num, 7), -1, dtype=F32)
             top[0, 0, :, 0] = np.arange(num, dtype=F32)
             return [top]
-        return [np.array(rows, dtype=F32).reshape(1, 1, len(rows), 7)]
+        stacked = np.concatenate(rows)
+        return [stacked.reshape(1, 1, len(stacked), 7)]
+
+    def _nms(self, decoded: dict, scores: np.ndarray, labels: list[int]) -> dict:
+        """{label: kept prior indices} of ApplyNMSFast for each label, all labels at once
+        when eta is 1 and the candidate lists are short enough for overlap matrices."""
+        def boxes_of(c):
+            return decoded[-1 if self.share_location else c]
+
+        if self.eta >= 1 and labels:
+            orders = [candidates(scores[:, c], self.confidence_threshold, self.top_k)
+                      for c in labels]
+            if max(len(o) for o in orders) <= BATCHED_NMS_MAX:
+                return nms_batched(labels, orders, boxes_of, self.nms_threshold)
+        return {c: nms_fast(*boxes_of(c), scores[:, c], self.confidence_threshold,
+                            self.nms_threshold, self.eta, self.top_k) for c in labels}
 
     def _keep_top_k(self, kept: dict[int, np.ndarray], scores: np.ndarray) -> dict:
         total = sum(len(v) for v in kept.values())
@@ -359,10 +375,7 @@ def nms_fast(boxes: np.ndarray, sizes: np.ndarray, scores: np.ndarray, score_thr
     shrinks by eta after each keep while above 0.5. With eta 1 this is the usual
     suppression loop over kept boxes; otherwise each candidate is checked in turn.
     """
-    candidates = np.flatnonzero(scores > score_threshold)
-    order = candidates[np.argsort(-scores[candidates], kind="stable")]
-    if top_k > -1:
-        order = order[:top_k]
+    order = candidates(scores, score_threshold, top_k)
     threshold = F32(nms_threshold)
     kept: list[int] = []
     if eta >= 1:
@@ -389,3 +402,57 @@ def nms_fast(boxes: np.ndarray, sizes: np.ndarray, scores: np.ndarray, score_thr
                 threshold = F32(threshold * F32(eta))
     return np.array(kept, dtype=np.int64)
 
+
+
+# Candidate lists up to this long go through `nms_batched` (a labels x n x n overlap
+# tensor); longer ones (no top_k) through the per-label loop of `nms_fast`.
+BATCHED_NMS_MAX = 400
+
+
+def candidates(scores: np.ndarray, score_threshold, top_k: int) -> np.ndarray:
+    """Indices scoring above the threshold, by score descending (ties in index order),
+    at most top_k: ApplyNMSFast's GetMaxScoreIndex."""
+    above = np.flatnonzero(scores > score_threshold)
+    order = above[np.argsort(-scores[above], kind="stable")]
+    return order[:top_k] if top_k > -1 else order
+
+
+def nms_batched(labels: list[int], orders: list[np.ndarray], boxes_of, nms_threshold
+                ) -> dict[int, np.ndarray]:
+    """`nms_fast` with eta 1 for every label at once: the same kept indices.
+
+    Each label's candidates (in `orders`, padded to one length) get their float32
+    Jaccard overlaps in one (labels, n, n) tensor, computed as `jaccard` does pair by
+    pair; then one pass over candidate positions suppresses, in every label at once,
+    the later candidates that overlap a kept one by more than the threshold (NaN too).
+    """
+    width = max(len(order) for order in orders)
+    index = np.zeros((len(labels), width), dtype=np.int64)
+    alive = np.zeros((len(labels), width), dtype=bool)
+    boxes = np.zeros((len(labels), width, 4), dtype=F32)
+    sizes = np.zeros((len(labels), width), dtype=F32)
+    for row, (label, order) in enumerate(zip(labels, orders)):
+        label_boxes, label_sizes = boxes_of(label)
+        index[row, :len(order)] = order
+        alive[row, :len(order)] = True
+        boxes[row, :len(order)] = label_boxes[order]
+        sizes[row, :len(order)] = label_sizes[order]
+    kept_box = boxes[:, :, None, :]                # the kept box along axis 1
+    other = boxes[:, None, :, :]                   # the later candidate along axis 2
+    # `jaccard`'s disjoint test is implied: a disjoint pair has a negative width or
+    # height (or a NaN one), and a zero overlap never exceeds a threshold >= 0.
+    inter_w = (np.minimum(other[..., 2], kept_box[..., 2])
+               - np.maximum(other[..., 0], kept_box[..., 0]))
+    inter_h = (np.minimum(other[..., 3], kept_box[..., 3])
+               - np.maximum(other[..., 1], kept_box[..., 1]))
+    overlapping = (inter_w > 0) & (inter_h > 0)
+    inter = inter_w * inter_h
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        iou = inter / ((sizes[:, :, None] + sizes[:, None, :]) - inter)
+    suppresses = overlapping & ~(iou <= F32(nms_threshold))
+    for position in range(width - 1):
+        keeping = alive[:, position]
+        if keeping.any():
+            later = slice(position + 1, None)
+            alive[:, later] &= ~(keeping[:, None] & suppresses[:, position, later])
+    return {label: index[row][alive[row]] for row, label in enumerate(labels)}

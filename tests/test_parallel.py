@@ -1,0 +1,64 @@
+"""Products split over bnlint's threads give what one np.matmul gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bnlint.forward import parallel
+
+
+@pytest.fixture
+def split(monkeypatch):
+    monkeypatch.setattr(parallel, "_THREADS", 3)
+    monkeypatch.setattr(parallel, "MIN_SPLIT_MACS", 0)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [
+    ((64, 27), (27, 500)),              # wide: split by columns
+    ((300, 16), (16, 7)),               # tall: split by rows
+    ((4, 8, 9), (4, 9, 50)),            # grouped
+    ((2, 5, 6), (3, 2, 6, 40)),         # broadcast over a batch
+    ((1, 1), (1, 2)),                   # fewer columns than threads
+])
+def test_split_product_equals_numpy(split, a_shape, b_shape):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    want = np.matmul(a, b)
+    out = np.full(want.shape, np.nan, np.float32)
+    parallel.matmul(a, b, out=out)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_thread_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv("BNLINT_THREADS", "4")
+    assert parallel.threads() == 4
+    monkeypatch.setenv("BNLINT_THREADS", "many")
+    assert parallel.threads() == 1
+    monkeypatch.delenv("BNLINT_THREADS")
+    assert parallel.threads() == 1
+
+
+def test_convolutions_split_give_the_same_tops(split):
+    from bnlint.forward.executor import Network
+    from bnlint.caffe.load import parse_text
+    from bnlint.caffe.net import net_view
+    from bnlint.source import SourceFile
+
+    text = """
+    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 6 dim: 9 dim: 9 } } }
+    layer { name: "c1" type: "Convolution" bottom: "data" top: "c1"
+      convolution_param { num_output: 8 kernel_size: 3 pad: 1 weight_filler { type: "xavier" } } }
+    layer { name: "c2" type: "Convolution" bottom: "c1" top: "c2"
+      convolution_param { num_output: 8 kernel_size: 1 stride: 2 weight_filler { type: "xavier" } } }
+    layer { name: "dw" type: "Convolution" bottom: "c2" top: "dw"
+      convolution_param { num_output: 8 group: 8 kernel_size: 3 weight_filler { type: "xavier" } } }
+    """
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 6, 9, 9)).astype(np.float32)
+    view = net_view(parse_text(SourceFile("t.prototxt", text)))
+    split_tops = Network(view, seed=3).run({"data": x}, keep="all")
+    parallel._THREADS = 1
+    whole_tops = Network(view, seed=3).run({"data": x}, keep="all")
+    for name in ("c1", "c2", "dw"):
+        np.testing.assert_allclose(split_tops[name], whole_tops[name], rtol=1e-5, atol=1e-6)
