@@ -62,3 +62,24 @@ def test_convolutions_split_give_the_same_tops(split):
     whole_tops = Network(view, seed=3).run({"data": x}, keep="all")
     for name in ("c1", "c2", "dw"):
         np.testing.assert_allclose(split_tops[name], whole_tops[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset,expected", [
+    ({}, {"OPENBLAS_NUM_THREADS": "1", "BNLINT_THREADS": "cores"}),
+    ({"BNLINT_THREADS": "3"}, {"OPENBLAS_NUM_THREADS": "1", "BNLINT_THREADS": "3"}),
+    ({"OMP_NUM_THREADS": "2"}, {"OPENBLAS_NUM_THREADS": None, "BNLINT_THREADS": None}),
+])
+def test_the_command_sets_one_blas_thread_unless_the_user_chose(monkeypatch, preset, expected):
+    import os
+
+    from bnlint.__main__ import _thread_policy
+
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                 "BNLINT_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in preset.items():
+        monkeypatch.setenv(name, value)
+    _thread_policy()
+    cores = str(len(os.sched_getaffinity(0)))
+    for name, value in expected.items():
+        assert os.environ.get(name) == (cores if value == "cores" else value)

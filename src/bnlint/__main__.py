@@ -8,27 +8,26 @@ So is the thread policy, which must precede NumPy's import: one BLAS thread, and
 forward's big products split over bnlint's own threads (bnlint.forward.parallel), as
 many as the cores this process may use; OpenBLAS's spinning threads collapse when
 another process holds a core. A user's OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or
-BNLINT_THREADS is left as it is.
+MKL_NUM_THREADS turns the policy off; a user's BNLINT_THREADS sets bnlint's threads.
 """
 
 import gc
 import os
 import signal
 
-_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                     "BNLINT_THREADS")
+_BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _thread_policy() -> None:
-    if any(name in os.environ for name in _THREAD_VARIABLES):
-        return
+    if any(name in os.environ for name in _BLAS_VARIABLES):
+        return                                  # the user chose BLAS's threads
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
-    os.environ["BNLINT_THREADS"] = str(cores)
+    os.environ.setdefault("BNLINT_THREADS", str(cores))
 
 
 def _quit(signum, frame) -> None:

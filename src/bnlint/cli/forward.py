@@ -195,7 +195,9 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
                            input_shapes=shapes, seed=seed, drop_losses=True)
     check_shape_names(network.input_names + network.default_input_names, input_shapes)
     _report_weights(network, weights_path, seed)
-    rng = np.random.default_rng([seed, 1])     # a stream apart from the fillers'
+    from bnlint.forward.fillers import LazyRng
+
+    rng = LazyRng([seed, 1])     # a stream apart from the fillers'
     inputs = {}
     for name, shape in network.input_shapes().items():
         if name in arrays:

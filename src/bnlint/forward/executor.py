@@ -26,7 +26,7 @@ from bnlint.caffe.net import DATA_LAYER_TYPES, LayerView, NetGraph, NetState, Ne
 from bnlint.errors import BnlintError, ForwardError, SchemaError, WeightsError
 from bnlint.forward.ops.base import overwriting
 from bnlint.forward import ops as _ops  # noqa: F401  (registers every op)
-from bnlint.forward.fillers import blobs_from_fillers, dummy_data_tops
+from bnlint.forward.fillers import LazyRng, blobs_from_fillers, dummy_data_tops
 from bnlint.forward.registry import OPS, Op, op_for
 
 Shape = tuple[int, ...]
@@ -100,7 +100,7 @@ class Network:
         if self.graph.problems:
             problem = self.graph.problems[0]
             raise self._located(ForwardError(problem.message), problem.layer)
-        rng = np.random.default_rng(self.seed)
+        rng = LazyRng(self.seed)
         slot_of: dict[int, int] = {}             # id(graph Blob) -> slot
         last_use: dict[int, int] = {}
         unconsumed_inputs = []

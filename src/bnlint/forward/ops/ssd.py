@@ -440,16 +440,18 @@ def nms_batched(labels: list[int], orders: list[np.ndarray], boxes_of, nms_thres
     kept_box = boxes[:, :, None, :]                # the kept box along axis 1
     other = boxes[:, None, :, :]                   # the later candidate along axis 2
     # `jaccard`'s disjoint test is implied: a disjoint pair has a negative width or
-    # height (or a NaN one), and a zero overlap never exceeds a threshold >= 0.
-    inter_w = (np.minimum(other[..., 2], kept_box[..., 2])
-               - np.maximum(other[..., 0], kept_box[..., 0]))
-    inter_h = (np.minimum(other[..., 3], kept_box[..., 3])
-               - np.maximum(other[..., 1], kept_box[..., 1]))
-    overlapping = (inter_w > 0) & (inter_h > 0)
-    inter = inter_w * inter_h
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    # height (or a NaN one), and a zero overlap never exceeds a threshold >= 0. Pairs
+    # the loop of `nms_fast` never compares (suppressed or padding) are computed too:
+    # an overflow among them says nothing about the outputs.
+    with np.errstate(all="ignore"):
+        inter_w = (np.minimum(other[..., 2], kept_box[..., 2])
+                   - np.maximum(other[..., 0], kept_box[..., 0]))
+        inter_h = (np.minimum(other[..., 3], kept_box[..., 3])
+                   - np.maximum(other[..., 1], kept_box[..., 1]))
+        overlapping = (inter_w > 0) & (inter_h > 0)
+        inter = inter_w * inter_h
         iou = inter / ((sizes[:, :, None] + sizes[:, None, :]) - inter)
-    suppresses = overlapping & ~(iou <= F32(nms_threshold))
+        suppresses = overlapping & ~(iou <= F32(nms_threshold))
     for position in range(width - 1):
         keeping = alive[:, position]
         if keeping.any():
