@@ -65,21 +65,41 @@ def test_convolutions_split_give_the_same_tops(split):
 
 
 @pytest.mark.parametrize("preset,expected", [
-    ({}, {"OPENBLAS_NUM_THREADS": "1", "BNLINT_THREADS": "cores"}),
+    ({}, {"OPENBLAS_NUM_THREADS": "1", "BNLINT_THREADS": "free"}),
     ({"BNLINT_THREADS": "3"}, {"OPENBLAS_NUM_THREADS": "1", "BNLINT_THREADS": "3"}),
     ({"OMP_NUM_THREADS": "2"}, {"OPENBLAS_NUM_THREADS": None, "BNLINT_THREADS": None}),
 ])
 def test_the_command_sets_one_blas_thread_unless_the_user_chose(monkeypatch, preset, expected):
     import os
 
-    from bnlint.__main__ import _thread_policy
+    from bnlint import __main__ as entry
+
+    monkeypatch.setattr(entry, "_free_cores", lambda: 7)
 
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                  "BNLINT_THREADS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in preset.items():
         monkeypatch.setenv(name, value)
-    _thread_policy()
-    cores = str(len(os.sched_getaffinity(0)))
+    entry._thread_policy()
     for name, value in expected.items():
-        assert os.environ.get(name) == (cores if value == "cores" else value)
+        assert os.environ.get(name) == ("7" if value == "free" else value)
+
+
+def test_free_cores_is_between_one_and_the_cores():
+    import os
+
+    from bnlint.__main__ import _free_cores
+
+    assert 1 <= _free_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_a_failing_piece_raises_instead_of_hanging(split):
+    a = np.ones((40, 8), np.float32)
+    b = np.ones((8, 60), np.float32)
+    out = np.empty((40, 60), np.float64)            # matmul refuses this out (casting)
+    with pytest.raises(Exception):
+        np.matmul(a, b, out=out, casting="no")
+    out = np.empty((40, 60), np.int8)
+    with pytest.raises(TypeError):
+        parallel.matmul(a, b, out=out)

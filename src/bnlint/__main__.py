@@ -6,7 +6,7 @@ writers' cleanup (temporary files) runs as for any exception.
 
 So is the thread policy, which must precede NumPy's import: one BLAS thread, and the
 forward's big products split over bnlint's own threads (bnlint.forward.parallel), as
-many as the cores this process may use; OpenBLAS's spinning threads collapse when
+many as the cores free when the run starts; OpenBLAS's spinning threads collapse when
 another process holds a core. A user's OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or
 MKL_NUM_THREADS turns the policy off; a user's BNLINT_THREADS sets bnlint's threads.
 """
@@ -21,13 +21,24 @@ _BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 def _thread_policy() -> None:
     if any(name in os.environ for name in _BLAS_VARIABLES):
         return                                  # the user chose BLAS's threads
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    os.environ.setdefault("BNLINT_THREADS", str(_free_cores()))
+
+
+def _free_cores() -> int:
+    """The cores this process may use minus those other runnable tasks hold right now
+    (/proc/loadavg's running count includes this process), at least 1."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    os.environ["MKL_NUM_THREADS"] = "1"
-    os.environ.setdefault("BNLINT_THREADS", str(cores))
+    try:
+        with open("/proc/loadavg") as loadavg:
+            running = int(loadavg.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return cores
+    return max(1, min(cores, cores - (running - 1)))
 
 
 def _quit(signum, frame) -> None:

@@ -16,12 +16,16 @@ unset means 1).
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
 # Below this many multiply-adds a product is done in the calling thread: handing it to
-# another thread costs tens of microseconds.
+# another thread costs tens of microseconds. A product is cut into pieces of at least
+# MIN_PIECE_MACS, up to PIECES_PER_THREAD per thread.
 MIN_SPLIT_MACS = 1 << 21
+MIN_PIECE_MACS = 1 << 19
+PIECES_PER_THREAD = 4
 
 _pool = None
 
@@ -37,31 +41,68 @@ _THREADS = threads()
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """`np.matmul(a, b, out=out)`, big products split over the longer of rows and columns."""
+    """`np.matmul(a, b, out=out)`, big products cut along the longer of rows and columns.
+
+    The calling thread and the helpers take pieces from one queue until none is left,
+    so a helper that the system does not schedule (another process holds its core)
+    delays nothing but the one piece it may have taken: the caller does the rest.
+    """
     rows, depth, cols = a.shape[-2], a.shape[-1], b.shape[-1]
     count = _THREADS
-    if count < 2 or out.size * depth < MIN_SPLIT_MACS:
+    macs = out.size * depth
+    if count < 2 or macs < MIN_SPLIT_MACS:
         return np.matmul(a, b, out=out)
+    pieces = max(2, min(PIECES_PER_THREAD * count, macs // MIN_PIECE_MACS))
     jobs = []
     if rows >= cols:
-        for first, last in _chunks(rows, count):
+        for first, last in _chunks(rows, pieces):
             jobs.append((a[..., first:last, :], b, out[..., first:last, :]))
     else:
-        for first, last in _chunks(cols, count):
+        for first, last in _chunks(cols, pieces):
             jobs.append((a, b[..., first:last], out[..., first:last]))
+    work = _SharedPieces(jobs)
     pool = _threads_pool(count - 1)
-    pending = [pool.submit(_product, *job) for job in jobs[1:]]
-    _product(*jobs[0])
-    for job in pending:
-        job.result()
+    for _ in range(min(count - 1, len(jobs) - 1)):
+        pool.submit(work.drain)
+    work.drain()
+    work.finished.wait()
+    if work.error is not None:
+        raise work.error
     return out
 
 
-def _product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    np.matmul(a, b, out=out)
+class _SharedPieces:
+    """Products to do, taken one at a time by whichever thread is free."""
+
+    def __init__(self, jobs: list) -> None:
+        self.jobs = jobs
+        self.taken = self.done = 0
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+
+    def drain(self) -> None:
+        while True:
+            with self.lock:
+                if self.taken >= len(self.jobs) or self.error is not None:
+                    return
+                a, b, out = self.jobs[self.taken]
+                self.taken += 1
+            try:
+                np.matmul(a, b, out=out)
+            except BaseException as err:        # MemoryError: the caller raises it
+                with self.lock:
+                    self.error = self.error or err
+                self.finished.set()
+                return
+            with self.lock:
+                self.done += 1
+                if self.done == len(self.jobs):
+                    self.finished.set()
 
 
 def _chunks(size: int, count: int) -> list[tuple[int, int]]:
+    count = min(count, size)
     bounds = [size * i // count for i in range(count + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(count) if bounds[i] < bounds[i + 1]]
 
