@@ -134,3 +134,13 @@ def test_golden_caffemodels_read_the_same():
     for path in paths:
         assert took_wire_path(str(path)), path
         assert_same(W.read_weights(str(path)), through_messages(str(path)))
+
+
+def test_huge_finite_values_are_accepted_and_infinities_refused(tmp_path):
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(net_with([shaped([3], [3e38, 3e38, -1.0])]))      # the sum overflows
+    np.testing.assert_array_equal(W.read_weights(str(path))["l0"][0],
+                                  np.float32([3e38, 3e38, -1.0]))
+    path.write_bytes(net_with([shaped([3], [1.0, float("inf"), float("-inf")])]))
+    with pytest.raises(WeightsError, match="2 of 3 values are NaN or infinite"):
+        W.read_weights(str(path))

@@ -95,7 +95,7 @@ def weights_from_net(net, path: str = "") -> Weights:
     return weights
 
 
-def _read_wire(data: bytearray, path: str, schema: Schema) -> Weights | None:
+def _read_wire(data, path: str, schema: Schema) -> Weights | None:
     """The weights as views of `data` (see bnlint.caffe.wire), or None when the file needs
     protobuf's reader (legacy layers, unusual encodings, any decode error)."""
     from google.protobuf.message import DecodeError
@@ -134,10 +134,12 @@ def _count_values(shape: tuple[int, ...]) -> int:
     return expected
 
 
-def _is_text(data: bytes) -> bool:
+def _is_text(data) -> bool:
     from bnlint.caffe.load import looks_binary
 
-    return not looks_binary(data)
+    if b"\x00" in data[:4096]:         # nearly every .caffemodel: no copy of a mapping
+        return False
+    return not looks_binary(bytes(data))
 
 
 def _parse_binary_net(data: bytes, path: str, schema: Schema):
@@ -245,6 +247,10 @@ def _checked(values: np.ndarray, shape: tuple[int, ...], expected: int, layer_na
     if values.size != expected:
         _missing_values(values.size, shape, expected, where, path)
     array = values.reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(values.reshape(-1), dtype=np.float32)
+    if np.isfinite(total):        # no NaN or inf inside (one pass, no mask); an overflow
+        return array              # of finite values is told apart below
     finite = np.isfinite(array)
     if not finite.all():
         bad = np.flatnonzero(~finite.reshape(-1))

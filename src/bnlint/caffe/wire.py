@@ -199,10 +199,10 @@ def _int64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def values(buf: bytearray, spans: BlobSpans) -> np.ndarray:
+def values(buf, spans: BlobSpans) -> np.ndarray:
     """The blob's values as a flat float32 array: double_data when it has any, else data.
 
-    A single aligned `data` run is a view of `buf` (writable, as `buf` is a bytearray);
+    A single aligned `data` run is a view of `buf` (a bytearray or a mapping: writable);
     an unaligned one is first moved back over its field header when that is long enough.
     """
     if spans.double_data:
