@@ -52,22 +52,25 @@ def bnlint_command() -> tuple[list[str], dict, str]:
     return [sys.executable, "-m", "bnlint"], env, "python -m bnlint (no console script)"
 
 
+def timed_run(argv: list[str], env: dict | None, stdin_path: Path | None
+              ) -> tuple[float, int]:
+    """Wall seconds of one whole process, and its exit code."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    try:
+        start = time.perf_counter()
+        done = subprocess.run(argv, stdin=stdin, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+        return time.perf_counter() - start, done.returncode
+    finally:
+        if stdin_path:
+            stdin.close()
+
+
 def median_run(argv: list[str], runs: int, env: dict | None = None,
                stdin_path: Path | None = None) -> tuple[float, float, int]:
     """(median, min) wall seconds of a whole process over `runs` runs, and its exit code."""
-    def once() -> tuple[float, int]:
-        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
-        try:
-            start = time.perf_counter()
-            done = subprocess.run(argv, stdin=stdin, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, env=env, cwd=REPO)
-            return time.perf_counter() - start, done.returncode
-        finally:
-            if stdin_path:
-                stdin.close()
-
-    _, code = once()
-    times = [once()[0] for _ in range(runs)]
+    _, code = timed_run(argv, env, stdin_path)
+    times = [timed_run(argv, env, stdin_path)[0] for _ in range(runs)]
     return statistics.median(times), min(times), code
 
 
@@ -89,22 +92,11 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
 def interleaved(commands: list[tuple[list[str], dict | None, Path | None]], runs: int
                 ) -> list[tuple[float, float, int]]:
     """`median_run` for several commands, run in turn: (median, min, exit code) each."""
-    def once(argv, env, stdin_path) -> tuple[float, int]:
-        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
-        try:
-            start = time.perf_counter()
-            done = subprocess.run(argv, stdin=stdin, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, env=env, cwd=REPO)
-            return time.perf_counter() - start, done.returncode
-        finally:
-            if stdin_path:
-                stdin.close()
-
-    codes = [once(*command)[1] for command in commands]          # warm-up
+    codes = [timed_run(*command)[1] for command in commands]          # warm-up
     times: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
         for i, command in enumerate(commands):
-            times[i].append(once(*command)[0])
+            times[i].append(timed_run(*command)[0])
     return [(statistics.median(t), min(t), code) for t, code in zip(times, codes)]
 
 
