@@ -45,6 +45,15 @@ def test_select_ignore_and_exit_zero(run_cli):
     assert run_cli("check", "--exit-zero", str(BUGGY))[0] == 0
 
 
+def test_junit_report_is_green_when_the_exit_is(run_cli):
+    import xml.etree.ElementTree as ET
+
+    code, out, _ = run_cli("check", "--format", "junit", str(BUGGY))
+    assert code == 1 and ET.fromstring(out).get("failures") == "1"
+    code, out, _ = run_cli("check", "--format", "junit", "--exit-zero", str(BUGGY))
+    assert code == 0 and ET.fromstring(out).get("failures") == "0"
+
+
 def test_github_format_is_automatic_under_actions(run_cli, monkeypatch):
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     code, out, _ = run_cli("check", str(BUGGY))

@@ -206,3 +206,77 @@ def test_info_golden_mobilenet():
     assert "parameters: 4,253,891 " in stdout
     assert "multiply-accumulates: 568,740,352" in stdout
     assert "stored" in stdout and "fillers" not in stdout
+
+
+def test_info_json_has_the_table_and_totals(tiny):
+    import json
+
+    code, stdout, stderr = bnlint("info", "--format", "json", str(tiny))
+    assert code == 0, stderr
+    document = json.loads(stdout)
+    assert document["version"] == 1 and document["state"] == "TEST"
+    assert document["macs_batch"] == 1
+    assert [layer["name"] for layer in document["layers"]] == [
+        "data", "conv", "bn", "relu", "fc", "prob"]
+    by_name = {layer["name"]: layer for layer in document["layers"]}
+    assert by_name["conv"]["top_shapes"] == [[1, 3, 2, 2]]
+    assert by_name["conv"]["param_shapes"] == [[3, 2, 3, 3], [3]]
+    assert by_name["conv"]["params"] == 57 and by_name["conv"]["macs"] == 216
+    assert document["totals"] == {"layers": 6, "params": 129, "macs": 276, "partial": False,
+                                  "partial_layers": []}
+
+
+def test_info_json_says_which_totals_are_partial(tmp_path):
+    import json
+
+    net = tmp_path / "fork.prototxt"
+    net.write_text(TINY.replace('layer { name: "prob"',
+                                'layer { name: "odd" type: "Mystery" bottom: "fc" top: "fc2" }\n'
+                                'layer { name: "fc2" type: "InnerProduct" bottom: "fc2" '
+                                'top: "fc3" inner_product_param { num_output: 2 } }\n'
+                                'layer { name: "prob"'))
+    code, stdout, stderr = bnlint("info", "--format", "json", str(net))
+    assert code == 0, stderr
+    document = json.loads(stdout)
+    assert document["totals"]["partial"] is True
+    assert document["totals"]["partial_layers"] == ["odd", "fc2"]
+    assert document["totals"]["params"] == 129
+    assert any("Mystery" in note for note in document["notes"])
+    code, stdout, _ = bnlint("info", str(net))
+    assert "parameters: 129+" in stdout
+
+
+def test_info_table_never_cuts_a_name(tmp_path):
+    """Narrow terminal or not, each layer and blob name appears whole on one line."""
+    long_name = "stage4_unit3_conv2_depthwise_batchnorm_scale_relu"
+    net = tmp_path / "long.prototxt"
+    net.write_text(TINY.replace('name: "bn" type: "BatchNorm" bottom: "conv" top: "conv"',
+                                f'name: "{long_name}" type: "BatchNorm" bottom: "conv" '
+                                f'top: "{long_name}_out"')
+                       .replace('name: "relu" type: "ReLU" bottom: "conv"',
+                                f'name: "relu" type: "ReLU" bottom: "{long_name}_out"'))
+    for columns in ("40", "80", "200"):
+        env_code = subprocess.run(
+            [sys.executable, "-m", "bnlint", "info", str(net)], capture_output=True, text=True,
+            env={**os.environ, "COLUMNS": columns,
+                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                              os.environ.get("PYTHONPATH")]))})
+        assert env_code.returncode == 0, env_code.stderr
+        lines = env_code.stdout.splitlines()
+        assert sum(long_name in line for line in lines) >= 1, columns
+        assert sum(f"{long_name}_out" in line for line in lines) == 2, columns
+        assert str(net) in env_code.stdout, columns
+
+
+def test_forward_json_summarises_the_outputs(tiny):
+    import json
+
+    code, stdout, stderr = bnlint("forward", "--format", "json", "--seed", "3", str(tiny))
+    assert code == 0, stderr
+    document = json.loads(stdout)
+    assert document["version"] == 1 and document["state"] == "TEST"
+    assert document["inputs"] == {"data": [1, 2, 4, 4]}
+    [prob] = document["blobs"]
+    assert prob["name"] == "prob" and prob["shape"] == [1, 5] and prob["nonfinite"] == 0
+    assert 0.0 <= prob["min"] <= prob["mean"] <= prob["max"] <= 1.0
+    assert abs(prob["mean"] - 0.2) < 1e-6          # softmax over 5 classes

@@ -268,6 +268,15 @@ def test_junit(results):
     assert passing.find("failure") is None and clean.get("failures") == "0"
 
 
+def test_junit_under_exit_zero_has_no_failure(results):
+    """--exit-zero makes the run green, so the report is green too."""
+    root = ET.fromstring(render("junit", results, exit_zero=True))
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("4", "0", "0")
+    cases = root.find("testsuite").findall("testcase")
+    assert [c.find("failure") is None for c in cases] == [True, True, True]
+    assert cases[0].find("system-out").text.startswith("nets/bn.prototxt:4:22: BN021 [error]")
+
+
 def test_junit_replaces_characters_xml_cannot_hold():
     src = SourceFile("\u00e9t\u00e9.prototxt", "x\n")
     diag = Diagnostic("E001", "syntax-error", Severity.ERROR, "bad \x00\x1b byte \u2603", src, 0, 1)

@@ -153,7 +153,7 @@ def command(paths, fmt, output_file, select, extend_select, ignore, dialect, pro
 
     options = ReportOptions(show_fixes=True, statistics=statistics, color=color,
                             tool_version=__version__, show_all=show_all, quiet=quiet,
-                            fixed=run.fixed if fix else None)
+                            fixed=run.fixed if fix else None, exit_zero=exit_zero)
     try:
         write_report(formatter, run.results, options, run.errors, out_name, to_stderr,
                      tuple(files))

@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from bnlint.cli.options import (check_shape_names, input_shape_option, net_state, phase_option,
-                                stdout_console, weights_option)
+from bnlint.cli.options import (check_shape_names, format_option, input_shape_option, net_state,
+                                phase_option, stdout_console, weights_option)
 from bnlint.errors import BnlintError
 
 def load_array_file(path: str) -> dict[str, object] | object:
@@ -142,6 +142,42 @@ def blob_table(blobs: dict):
     return table
 
 
+def _print_text(net_path: str, title: str, state, blobs: dict, inputs: dict) -> None:
+    console = stdout_console()
+    console.print(f"{net_path}: {title} ({state})", highlight=False, soft_wrap=True)
+    console.print(blob_table(blobs))
+
+
+def _print_json(net_path: str, title: str, state, blobs: dict, inputs: dict) -> None:
+    """Versioned like check's JSON: per blob its shape and range; a statistic over
+    non-finite values is null, with the count of such values beside it."""
+    import json
+
+    import numpy as np
+
+    def statistic(value) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    entries = []
+    for name, array in blobs.items():
+        values = np.asarray(array, dtype=np.float64)
+        entry = {"name": name, "shape": list(np.shape(array)), "min": None, "max": None,
+                 "mean": None, "nonfinite": int(values.size - np.isfinite(values).sum())}
+        if values.size:
+            entry.update(min=statistic(values.min()), max=statistic(values.max()),
+                         mean=statistic(values.mean()))
+        entries.append(entry)
+    document = {"version": JSON_VERSION, "net": net_path, "state": str(state),
+                "inputs": {name: list(np.shape(value)) for name, value in inputs.items()},
+                "blobs": entries}
+    click.echo(json.dumps(document, indent=2, ensure_ascii=True))
+
+
+#: The shape of `forward --format json`; a change to it bumps this.
+JSON_VERSION = 1
+FORMATS = {"text": _print_text, "json": _print_json}
+
+
 def save_npz(path: str, blobs: dict, inputs: tuple[str, ...]) -> None:
     """np.savez into memory, then bnlint's atomic write (temporary file and rename)."""
     import numpy as np
@@ -169,9 +205,10 @@ def save_npz(path: str, blobs: dict, inputs: tuple[str, ...]) -> None:
               metavar="outputs|all|NAME,...",
               help="Which blobs to show and save: the net's outputs, every blob, or "
                    "these names.")
+@format_option(FORMATS)
 def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ...],
             inputs_npz: str | None, input_shapes: dict, seed: int, phase: str,
-            output: str | None, blobs_spec: str) -> None:
+            output: str | None, blobs_spec: str, output_format: str) -> None:
     """Run NET's forward pass in NumPy, as BVLC Caffe computes it (float32).
 
     Inputs not given are seeded uniform [-1, 1] of the declared shapes. Prints the
@@ -212,9 +249,7 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
                           f"inputs: {', '.join(inputs) or 'none'}", path=net_path)
     blobs = _run_with_progress(network, inputs, keep)
     title = "outputs" if keep == "outputs" else "blobs"
-    console = stdout_console()
-    console.print(f"{net_path}: {title} ({network.state})", highlight=False)
-    console.print(blob_table(blobs))
+    FORMATS[output_format](net_path, title, network.state, blobs, inputs)
     if output:
         save_npz(output, blobs, inputs_used)
 

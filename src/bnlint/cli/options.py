@@ -80,6 +80,13 @@ def phase_option(fn):
                              "statistics).")(fn)
 
 
+def format_option(formats):
+    """--format for the commands that print a report: text (default) or json."""
+    return click.option("--format", "output_format", type=click.Choice(sorted(formats)),
+                        default="text", show_default=True,
+                        help="text for people, json for scripts (a versioned object).")
+
+
 def net_state(phase: str):
     from bnlint.caffe.net import NetState
     from bnlint.caffe.phase import Phase

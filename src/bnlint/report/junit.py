@@ -2,8 +2,9 @@
 
 One `testsuite` per file and one `testcase` per finding (a repeated finding is one
 test case naming its sites, see groups.py). Only what makes the run fail is a
-`<failure>`: a finding below the file's `--fail-on` level is a passing test case
-with the finding in `system-out`, so a green exit is a green report. A clean file
+`<failure>`: a finding below the file's `--fail-on` level (every finding under
+`--exit-zero`) is a passing test case with the finding in `system-out`, so a green
+exit is a green report. A clean file
 has one passing test case so it still counts as checked; an input that could not
 be checked (unreadable, a config error) is an `<error>` test case. Built with ElementTree,
 so `<`, `&` and quotes are escaped; characters XML 1.0 cannot carry at all (most
@@ -40,15 +41,17 @@ class JunitFormat:
         for result in results:
             path = xml_text(result.source.path)
             entries = group(result.diagnostics, options.show_all)
-            failures = sum(f.first.severity >= result.fail_on for f in entries)
+            fails = [not options.exit_zero and f.first.severity >= result.fail_on
+                     for f in entries]
+            failures = sum(fails)
             suite = ET.SubElement(root, "testsuite", name=path, tests=str(max(1, len(entries))),
                                   failures=str(failures), errors="0")
             totals["tests"] += max(1, len(entries))
             totals["failures"] += failures
             if not entries:
                 ET.SubElement(suite, "testcase", name="bnlint", classname=path)
-            for f in entries:
-                _case(suite, path, f, f.first.severity >= result.fail_on)
+            for f, fail in zip(entries, fails):
+                _case(suite, path, f, fail)
         if errors:
             suite = ET.SubElement(root, "testsuite", name="bnlint", tests=str(len(errors)),
                                   failures="0", errors=str(len(errors)))

@@ -46,6 +46,8 @@ class ReportOptions:
     show_all: bool = False
     #: -q: the findings and nothing else (no summary line)
     quiet: bool = False
+    #: --exit-zero: no finding fails the run, so formats that mark failures mark none
+    exit_zero: bool = False
     #: with --fix: how many findings were fixed (the summary says so)
     fixed: int | None = None
 
