@@ -57,3 +57,30 @@ def test_families_and_macs():
     assert with_macs == ["Convolution", "ConvolutionDepthwise", "Deconvolution", "InnerProduct",
                          "LSTM", "RNN"]
     assert lookup("BatchNorm").fold == "norm" and lookup("InnerProduct").fold == "into"
+
+
+def test_summary_rows_carry_shapes_params_macs_and_partial_totals():
+    from bnlint.caffe.load import parse_text
+    from bnlint.caffe.net import NetState
+    from bnlint.caffe.phase import Phase
+    from bnlint.caffe.summary import summarise
+    from bnlint.source import SourceFile
+
+    text = parse_text(SourceFile("<net>", (
+        'layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 2 dim: 3 '
+        'dim: 8 dim: 8 } } }\n'
+        'layer { name: "c" type: "Convolution" bottom: "d" top: "c" convolution_param { '
+        'num_output: 4 kernel_size: 3 } }\n'
+        'layer { name: "bn" type: "BatchNorm" bottom: "c" top: "c" }\n'
+        'layer { name: "u" type: "NoSuchType" bottom: "c" top: "u" }\n')))
+    summary = summarise(text, NetState(Phase.TEST), {})
+    rows = {layer.name: layer for layer in summary.layers}
+    assert rows["c"].top_shapes == [(2, 4, 6, 6)]          # the file's own batch
+    assert rows["c"].param_count == 4 * 3 * 3 * 3 + 4
+    assert rows["c"].macs == 4 * 6 * 6 * 27 == summary.total_macs   # at batch 1
+    assert summary.batch_one
+    assert rows["bn"].param_count == 9
+    assert rows["u"].top_shapes == [None]
+    assert summary.partial_layers == ["u"]
+    given = summarise(text, NetState(Phase.TEST), {"d": (2, 3, 8, 8)})
+    assert not given.batch_one and given.total_macs == 2 * 4 * 6 * 6 * 27
