@@ -280,3 +280,18 @@ def test_forward_json_summarises_the_outputs(tiny):
     assert prob["name"] == "prob" and prob["shape"] == [1, 5] and prob["nonfinite"] == 0
     assert 0.0 <= prob["min"] <= prob["mean"] <= prob["max"] <= 1.0
     assert abs(prob["mean"] - 0.2) < 1e-6          # softmax over 5 classes
+
+
+@pytest.mark.parametrize("command", ["info", "forward"])
+def test_color_options_win_over_the_environment(tiny, command, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    code, stdout, stderr = bnlint(command, "--color", str(tiny))
+    assert code == 0, stderr
+    assert "\x1b[" in stdout
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    code, stdout, stderr = bnlint(command, "--no-color", str(tiny))
+    assert code == 0, stderr
+    assert "\x1b[" not in stdout
+    code, stdout, stderr = bnlint(command, str(tiny))
+    assert "\x1b[" in stdout                        # FORCE_COLOR alone

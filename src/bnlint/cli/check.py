@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bnlint.cli.options import check_dialect_options, dialect_options
+from bnlint.cli.options import check_dialect_options, color_option, dialect_options
 from bnlint.errors import EXIT_BAD_INPUT, BnlintError
 
 
@@ -96,9 +96,7 @@ def _globs(ctx, param, values: tuple[str, ...]) -> tuple[str, ...] | None:
                    "per-file-ignores and the report.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="Use this .bnlint.toml / pyproject.toml instead of searching upward.")
-@click.option("--color/--no-color", default=None,
-              help="Force or disable color (default: on a terminal, unless NO_COLOR is set; "
-                   "FORCE_COLOR forces it).")
+@color_option
 @click.option("-q", "--quiet", is_flag=True,
               help="Print the findings and nothing else (no summary).")
 def command(paths, fmt, output_file, select, extend_select, ignore, dialect, proto, weights,

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from bnlint.cli.options import (check_shape_names, format_option, input_shape_option, net_state,
+from bnlint.cli.options import (check_shape_names, color_option, format_option, input_shape_option, net_state,
                                 phase_option, stdout_console, weights_option)
 from bnlint.errors import BnlintError
 
@@ -142,13 +142,15 @@ def blob_table(blobs: dict):
     return table
 
 
-def _print_text(net_path: str, title: str, state, blobs: dict, inputs: dict) -> None:
-    console = stdout_console()
+def _print_text(net_path: str, title: str, state, blobs: dict, inputs: dict,
+                color: bool | None) -> None:
+    console = stdout_console(color)
     console.print(f"{net_path}: {title} ({state})", highlight=False, soft_wrap=True)
     console.print(blob_table(blobs))
 
 
-def _print_json(net_path: str, title: str, state, blobs: dict, inputs: dict) -> None:
+def _print_json(net_path: str, title: str, state, blobs: dict, inputs: dict,
+                color: bool | None) -> None:
     """Versioned like check's JSON: per blob its shape and range; a statistic over
     non-finite values is null, with the count of such values beside it."""
     import json
@@ -206,9 +208,11 @@ def save_npz(path: str, blobs: dict, inputs: tuple[str, ...]) -> None:
               help="Which blobs to show and save: the net's outputs, every blob, or "
                    "these names.")
 @format_option(FORMATS)
+@color_option
 def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ...],
             inputs_npz: str | None, input_shapes: dict, seed: int, phase: str,
-            output: str | None, blobs_spec: str, output_format: str) -> None:
+            output: str | None, blobs_spec: str, output_format: str,
+            color: bool | None) -> None:
     """Run NET's forward pass in NumPy, as BVLC Caffe computes it (float32).
 
     Inputs not given are seeded uniform [-1, 1] of the declared shapes. Prints the
@@ -249,7 +253,7 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
                           f"inputs: {', '.join(inputs) or 'none'}", path=net_path)
     blobs = _run_with_progress(network, inputs, keep)
     title = "outputs" if keep == "outputs" else "blobs"
-    FORMATS[output_format](net_path, title, network.state, blobs, inputs)
+    FORMATS[output_format](net_path, title, network.state, blobs, inputs, color)
     if output:
         save_npz(output, blobs, inputs_used)
 

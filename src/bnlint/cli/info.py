@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from bnlint.cli.options import (check_shape_names, format_option, input_shape_option, net_state,
+from bnlint.cli.options import (check_shape_names, color_option, format_option, input_shape_option, net_state,
                                 phase_option, require_net, stdout_console, weights_option)
 
 
@@ -76,11 +76,11 @@ def _table(summary, weights):
     return table
 
 
-def _print_text(net_path: str, summary, weights) -> None:
+def _print_text(net_path: str, summary, weights, color: bool | None) -> None:
     from rich.measure import Measurement
 
     table = _table(summary, weights)
-    console = stdout_console()
+    console = stdout_console(color)
     console.print(f"{net_path} ({summary.state})", highlight=False, soft_wrap=True)
     # wider than the terminal rather than a name cut in two
     needed = Measurement.get(console, console.options.update(width=1 << 20), table).minimum
@@ -100,7 +100,7 @@ def _print_text(net_path: str, summary, weights) -> None:
         click.echo(f"bnlint: note: {note}", err=True)
 
 
-def _print_json(net_path: str, summary, weights) -> None:
+def _print_json(net_path: str, summary, weights, color: bool | None) -> None:
     """Versioned like check's JSON; shapes unknown are null, notes are in the document."""
     import json
 
@@ -139,8 +139,9 @@ FORMATS = {"text": _print_text, "json": _print_json}
 @input_shape_option
 @phase_option
 @format_option(FORMATS)
+@color_option
 def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: str,
-            output_format: str) -> None:
+            output_format: str, color: bool | None) -> None:
     """Show NET's layers: type, bottoms, tops, output shapes, parameters and MACs.
 
     MACs count the matrix products (Convolution, Deconvolution, InnerProduct) of
@@ -160,4 +161,4 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
         from bnlint.caffe.weights import read_weights
 
         weights = read_weights(weights_path)
-    FORMATS[output_format](net_path, summary, weights)
+    FORMATS[output_format](net_path, summary, weights, color)

@@ -102,15 +102,26 @@ def check_shape_names(names, shapes: dict[str, tuple[int, ...]]) -> None:
                                  param_hint="--input-shape")
 
 
-def stdout_console():
-    """A rich console for stdout; wide when piped, so tables do not wrap at 80 columns."""
+def color_option(fn):
+    """--color/--no-color, for every command that prints in colour."""
+    return click.option("--color/--no-color", default=None,
+                        help="Force or disable color (default: on a terminal, unless "
+                             "NO_COLOR is set; FORCE_COLOR forces it).")(fn)
+
+
+def stdout_console(color: bool | None = None):
+    """A rich console for stdout; wide when piped, so tables do not wrap at 80 columns.
+    An explicit --color wins over NO_COLOR, FORCE_COLOR and TERM=dumb."""
     import os
 
     from rich.console import Console
 
+    colors = {} if color is None else {
+        "force_terminal": color, "no_color": not color,
+        "color_system": "standard" if color else None}
     if sys.stdout.isatty() or os.environ.get("COLUMNS"):
-        return Console()
-    return Console(width=160)
+        return Console(**colors)
+    return Console(width=160, **colors)
 
 
 def require_net(text_file, view, command: str) -> None:

@@ -13,7 +13,7 @@ import time
 
 import click
 
-from bnlint.cli.options import PHASES, input_shape_option, stdout_console
+from bnlint.cli.options import PHASES, color_option, input_shape_option, stdout_console
 from bnlint.errors import EXIT_CLEAN, EXIT_FINDINGS
 
 #: Seconds a run must last before a progress bar appears (short runs stay quiet).
@@ -59,10 +59,10 @@ def _number(value: float) -> str:
     return "-" if value != value or value in (float("inf"), float("-inf")) else f"{value:.3g}"
 
 
-def render_text(report) -> None:
+def render_text(report, color: bool | None = None) -> None:
     from rich.table import Table
 
-    console = stdout_console()
+    console = stdout_console(color)
     say = lambda text: console.print(text, highlight=False, markup=False)  # noqa: E731
     say(f"A: {report.path_a} ({report.phase_a}, {report.layers_a} layers run)")
     say(f"B: {report.path_b} (TEST, {report.layers_b} layers run)")
@@ -107,7 +107,7 @@ def render_text(report) -> None:
     say("equivalent" if report.equivalent else "NOT equivalent")
 
 
-def render_json(report) -> None:
+def render_json(report, color: bool | None = None) -> None:
     click.echo(json.dumps(report.to_dict(), indent=2))
 
 
@@ -138,10 +138,11 @@ FORMATS = {"text": render_text, "json": render_json}
               help="Absolute tolerance.")
 @click.option("--format", "output_format", type=click.Choice(sorted(FORMATS)), default="text",
               show_default=True)
+@color_option
 def command(net_a: str, net_b: str, weights: str | None, weights_a: str | None,
             weights_b: str | None, phase_a: str, trials: int, seed: int, input_shapes: dict,
             outputs: list[tuple[str, str]], rtol: float, atol: float,
-            output_format: str) -> None:
+            output_format: str, color: bool | None) -> None:
     """Prove that B (a deploy) computes what A (its train net, or another net) computes.
 
     Both run in NumPy on the same seeded inputs (a batch of at least 2, several
@@ -172,5 +173,5 @@ def command(net_a: str, net_b: str, weights: str | None, weights_a: str | None,
     finally:
         if progress is not None:
             progress.close()
-    FORMATS[output_format](report)
+    FORMATS[output_format](report, color)
     sys.exit(EXIT_CLEAN if report.equivalent else EXIT_FINDINGS)
