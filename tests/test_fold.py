@@ -27,7 +27,7 @@ from bnlint.lint.config import LintConfig
 from bnlint.lint.diagnostics import Severity
 from bnlint.lint.runner import lint_source
 from bnlint.source import SourceFile
-from bnlint.transform import fold as fold_module
+from bnlint.transform.fold import plan as fold_plan
 from bnlint.transform.fold import (AS_SCALE, FOLDED, KEPT, batchnorm_as_scale, fold,
                                    fold_batchnorm, plan_fold)
 
@@ -390,13 +390,13 @@ def test_a_training_net_is_refused(fold_cli, tmp_path):
 
 
 def test_a_mismatch_writes_nothing_and_names_the_site(fold_cli, tmp_path, monkeypatch):
-    real = fold_module._fold_affine64
+    real = fold_plan.fold_affine64
 
     def off_by_a_bit(weight, bias, k, c, out_axis=0, groups=1):
         w, b = real(weight, bias, k, c, out_axis, groups)
         return w, b + 0.05
 
-    monkeypatch.setattr(fold_module, "_fold_affine64", off_by_a_bit)
+    monkeypatch.setattr(fold_plan, "fold_affine64", off_by_a_bit)
     net = FOLD / "inplace_chain.prototxt"
     weights = write_weights(tmp_path / "w.caffemodel", net, seeded_weights(net))
     code, out, err, proto, model = fold_cli(net, weights)
