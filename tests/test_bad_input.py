@@ -113,15 +113,18 @@ def test_non_utf8_text_check_names_line_and_column(tmp_path):
     assert code == 2 and "<stdin>:2:19: not UTF-8 text" in err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "caffe/load.py read_any: invalid UTF-8 makes looks_binary() true, so a text net "
-    "with one Latin-1 byte is parsed as protobuf wire data and reported as 'not a Caffe "
-    "binary file' without a line:col"))
 def test_non_utf8_text_convert_names_line_and_column(tmp_path):
     f = tmp_path / "latin1.prototxt"
     f.write_bytes(b'name: "a"\nlayer { name: "caf\xe9" }\n')
     code, _, err = invoke(["convert", str(f)])
     assert code == 2 and f"{f}:2:19:" in err and "UTF-8" in err
+
+
+def test_binary_that_is_not_caffe_is_still_called_binary(tmp_path):
+    f = tmp_path / "random.caffemodel"
+    f.write_bytes(bytes(range(256)) * 4)
+    code, _, err = invoke(["convert", str(f)])
+    assert code == 2 and "UTF-8" not in err and str(f) in err
 
 
 @pytest.mark.parametrize("argv", [["check", "{p}"], ["convert", "{p}"],

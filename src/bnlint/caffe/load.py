@@ -154,8 +154,22 @@ def read_any(path: str, schema: Schema | None = None,
     data = read_bytes(path)
     shown = "<stdin>" if path == "-" else path
     if looks_binary(data):
-        return parse_binary(data, shown, schema, dialect=dialect)
+        try:
+            return parse_binary(data, shown, schema, dialect=dialect)
+        except BnlintError:
+            if _text_but_for_its_encoding(data):
+                decode_text(data, shown)     # the text's own error, at its line and column
+            raise
     return parse_text(decode_text(data, shown), schema, dialect=dialect)
+
+
+def _text_but_for_its_encoding(data: bytes) -> bool:
+    """Not protobuf wire data, yet not UTF-8: text in another encoding (a Latin-1 name).
+    Wire data nearly always has NUL or control bytes once decoded leniently."""
+    if b"\x00" in data:
+        return False
+    text = data[:65536].decode("utf-8", errors="replace")
+    return not any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text)
 
 
 def schema_problems_error(doc, cannot: str = "cannot convert faithfully") -> SchemaError:
