@@ -229,11 +229,11 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
         from bnlint.files import Outputs
 
         Outputs(inputs_used).check(output)     # before the run, not after it
-    _require_net(net_path)
+    text = _read_net(net_path)
     arrays = read_inputs(inputs_npz, named_inputs)
     shapes = merged_input_shapes(arrays, input_shapes)
     network = load_network(net_path, weights_path, state=net_state(phase),
-                           input_shapes=shapes, seed=seed, drop_losses=True)
+                           input_shapes=shapes, seed=seed, drop_losses=True, text=text)
     check_shape_names(network.input_names + network.default_input_names, input_shapes)
     _report_weights(network, weights_path, seed)
     from bnlint.forward.fillers import LazyRng
@@ -258,8 +258,9 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
         save_npz(output, blobs, inputs_used)
 
 
-def _require_net(net_path: str) -> None:
-    """A solver without its net, or an empty file, is refused before anything runs."""
+def _read_net(net_path: str):
+    """The parsed net; a solver without its net, or an empty file, is refused before
+    anything runs."""
     from bnlint.caffe.load import parse_text
     from bnlint.caffe.net import net_view
     from bnlint.cli.options import require_net
@@ -267,3 +268,4 @@ def _require_net(net_path: str) -> None:
 
     text = parse_text(read_text(net_path))
     require_net(text, net_view(text), "forward")
+    return text

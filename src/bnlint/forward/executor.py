@@ -419,8 +419,10 @@ def _shape_equals(got: Shape, expected: Shape, legacy: bool | None) -> bool:
 def load_network(net_path: str, weights_path: str | None = None, *,
                  state: NetState | None = None,
                  input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 seed: int = 0, drop_losses: bool = False) -> Network:
+                 seed: int = 0, drop_losses: bool = False, text=None) -> Network:
     """Read a net file (and its weights) and build its Network.
+
+    `text`: the file already parsed (`caffe.load.parse_text`), so it is not read twice.
 
     `drop_losses` leaves out loss and accuracy layers (they need real labels, which a
     seeded run does not have), so a train net runs up to its predictions.
@@ -433,7 +435,8 @@ def load_network(net_path: str, weights_path: str | None = None, *,
     from bnlint.caffe.net import net_view
     from bnlint.files import read_text
 
-    text = parse_text(read_text(net_path))
+    if text is None:
+        text = parse_text(read_text(net_path))
     if text.problems:
         first = text.problems[0]
         more = f" (and {len(text.problems) - 1} more)" if len(text.problems) > 1 else ""
