@@ -7,6 +7,13 @@ of N whole processes (after one warm-up run), the commands of a table run in tur
 Uses the corpus at ../shared/corpus relative to the repository and exits 0 with a
 message when it is absent.
 
+`--src DIR` times the bnlint of another source tree (`python -m bnlint` with DIR on
+PYTHONPATH) instead of the installed one; `--baseline DIR` adds that tree's check
+rows to the same interleaved runs, for an A/B comparison under the same load.
+The runs are timed with byte-code caches, as an installed bnlint has them:
+PYTHONDONTWRITEBYTECODE is dropped from their environment, so the warm-up run
+writes the caches it lacks (otherwise every run recompiles every module, ~40 ms).
+
 Goals (issue 18): SENet-154 at most 100 ms and at most 4x protoc's encoder; a small
 net at most 60 ms; the whole corpus in one call under 1.2 s.
 """
@@ -34,22 +41,25 @@ TARGET_PROTOC_RATIO = 4.0
 TARGET_SMALL_MS = 60.0
 TARGET_CORPUS_S = 1.2
 
-try:
-    import bnlint  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(REPO / "src"))
-
-
-def bnlint_command() -> tuple[list[str], dict, str]:
-    """The installed `bnlint` script next to this Python or on PATH, else `python -m bnlint`."""
+def run_environment() -> dict:
+    """This environment, minus what would make every run recompile bnlint's modules."""
     env = dict(os.environ)
-    script = (shutil.which("bnlint", path=str(Path(sys.executable).parent))
-              or shutil.which("bnlint"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def bnlint_command(src: Path | None = None) -> tuple[list[str], dict, str]:
+    """`python -m bnlint` from the source tree `src` when given, else the installed
+    `bnlint` script next to this Python or on PATH, else `python -m bnlint` from here."""
+    env = run_environment()
+    script = None if src else (shutil.which("bnlint", path=str(Path(sys.executable).parent))
+                               or shutil.which("bnlint"))
     if script:
         return [script], env, script
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"),
-                                                    env.get("PYTHONPATH", "")) if p)
-    return [sys.executable, "-m", "bnlint"], env, "python -m bnlint (no console script)"
+    tree = src or REPO / "src"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH", ""))
+                                        if p)
+    return [sys.executable, "-m", "bnlint"], env, f"python -m bnlint from {tree}"
 
 
 def timed_run(argv: list[str], env: dict | None, stdin_path: Path | None
@@ -115,15 +125,19 @@ def protoc_command() -> tuple[list[str], str] | None:
 
 
 def bench_single_file(bnlint: list[str], env: dict, runs: int, path: Path,
-                      small: Path | None) -> None:
-    def check(p: Path) -> list[str]:
-        return [*bnlint, "check", "--exit-zero", "--format", "concise", str(p)]
+                      small: Path | None, baseline: tuple[list[str], dict] | None) -> None:
+    def check(p: Path, command: list[str] = bnlint) -> list[str]:
+        return [*command, "check", "--exit-zero", "--format", "concise", str(p)]
 
     rows_in = [("python -c pass", ([sys.executable, "-c", "pass"], None, None)),
                ("bnlint --version (CLI start-up only)", ([*bnlint, "--version"], env, None))]
     protoc = protoc_command()
     if protoc:
         rows_in.append((protoc[1], (protoc[0], None, path)))
+    if baseline is not None:
+        for p in ([small] if small is not None else []) + [path]:
+            rows_in.append((f"baseline: check {p.name}", (check(p, baseline[0]), baseline[1],
+                                                          None)))
     if small is not None:
         rows_in.append((f"bnlint check {small.name}", (check(small), env, None)))
     rows_in.append((f"bnlint check {path.name}", (check(path), env, None)))
@@ -154,17 +168,22 @@ def bench_single_file(bnlint: list[str], env: dict, runs: int, path: Path,
               f"{verdict(small_ms <= TARGET_SMALL_MS)}")
 
 
-def bench_corpus(bnlint: list[str], env: dict, runs: int) -> None:
+def bench_corpus(bnlint: list[str], env: dict, runs: int,
+                 baseline: tuple[list[str], dict] | None) -> None:
     files = sorted(CORPUS.rglob("*.prototxt"))
     size = sum(f.stat().st_size for f in files)
-    check = [*bnlint, "check", "--exit-zero", "--format", "concise", str(CORPUS)]
-    med, low, code = median_run(check, runs, env)
-    per_file = med / max(1, len(files))
+    args = ["check", "--exit-zero", "--format", "concise", str(CORPUS)]
+    commands = [("bnlint check --exit-zero --format concise corpus", [*bnlint, *args], env)]
+    if baseline is not None:
+        commands.insert(0, ("baseline: the same", [*baseline[0], *args], baseline[1]))
+    measured = interleaved([(argv, e, None) for _, argv, e in commands], runs)
+    rows = [[what, f"{med:.2f}", f"{low:.2f}", str(code),
+             f"{med / max(1, len(files)) * 1e3:.1f}", f"{size / 1e6 / med:.2f}"]
+            for (what, _, _), (med, low, code) in zip(commands, measured)]
     table(f"whole corpus in one call ({len(files)} .prototxt, {size / 1e6:.1f} MB): "
-          f"median of {runs} runs",
-          ["command", "median s", "min s", "exit", "ms / file", "MB/s"],
-          [["bnlint check --exit-zero --format concise corpus", f"{med:.2f}", f"{low:.2f}",
-            str(code), f"{per_file * 1e3:.1f}", f"{size / 1e6 / med:.2f}"]])
+          f"median of {runs} runs" + (", interleaved" if baseline else ""),
+          ["command", "median s", "min s", "exit", "ms / file", "MB/s"], rows)
+    med = measured[-1][0]
     verdict = "met" if med < TARGET_CORPUS_S else "NOT met"
     print(f"  goal: < {TARGET_CORPUS_S:.1f} s -> {med:.2f} s, {verdict}")
 
@@ -251,6 +270,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15, help="runs per single-file row (median)")
     ap.add_argument("--corpus-runs", type=int, default=5, help="runs of the whole corpus")
+    ap.add_argument("--src", type=Path, metavar="DIR",
+                    help="time `python -m bnlint` from this source tree (e.g. src)")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="also time the check rows of this source tree, interleaved (A/B)")
     args = ap.parse_args()
     if not CORPUS.is_dir():
         print(f"corpus not found at {CORPUS}: nothing to benchmark")
@@ -258,12 +281,25 @@ def main() -> int:
     path = CORPUS / LARGEST
     if not path.is_file():
         path = max(CORPUS.rglob("*.prototxt"), key=lambda p: p.stat().st_size)
-    bnlint, env, shown = bnlint_command()
+    if args.src:
+        sys.path.insert(0, str(args.src.resolve()))    # the in-process rows too
+    else:
+        try:
+            import bnlint  # noqa: F401
+        except ImportError:
+            sys.path.insert(0, str(REPO / "src"))
+    bnlint, env, shown = bnlint_command(args.src and args.src.resolve())
+    baseline = bnlint_command(args.baseline.resolve())[:2] if args.baseline else None
     print(f"bnlint check benchmark  (Python {sys.version.split()[0]}, bnlint via {shown}, "
           f"corpus {CORPUS})")
+    if baseline:
+        print(f"baseline: python -m bnlint from {args.baseline.resolve()}")
+    if "PYTHONDONTWRITEBYTECODE" in os.environ:
+        print("PYTHONDONTWRITEBYTECODE is set here; the timed runs do without it (see --help)")
     small = CORPUS / SMALL
-    bench_single_file(bnlint, env, args.runs, path, small if small.is_file() else None)
-    bench_corpus(bnlint, env, args.corpus_runs)
+    bench_single_file(bnlint, env, args.runs, path, small if small.is_file() else None,
+                      baseline)
+    bench_corpus(bnlint, env, args.corpus_runs, baseline)
     bench_in_process(path, 10)
     bench_imports(bnlint, env, path)
     return 0
