@@ -8,8 +8,8 @@ unset, and the caller decides whether it can go on.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
+from functools import cached_property
 
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -39,13 +39,30 @@ _TYPE_NAMES = {v: k[5:].lower() for k, v in vars(FieldDescriptor).items()
 
 @dataclass(frozen=True)
 class SchemaProblem:
+    """One field the schema refuses. The "did you mean" of an unknown field is looked
+    for only when the message is read: most problems are never shown (a fork net's
+    fields under BVLC's schema, before its dialect is known), and the search is slow."""
+
     kind: str            # UNKNOWN_FIELD or INVALID_VALUE
-    message: str
+    summary: str         # the message without its "did you mean"
     start: int           # character offsets of the offending text
     end: int
     path: str            # dotted field path, e.g. "layer.pooling_param.ceil_mode"
     field: str           # the field's own name
     container: str       # full name of the message type it appeared in
+    suggest_from: tuple[str, ...] = ()   # the names a "did you mean" is chosen among
+
+    @cached_property
+    def message(self) -> str:
+        hint = _close_match(self.field, self.suggest_from) if self.suggest_from else None
+        return f"{self.summary} (did you mean '{hint}'?)" if hint else self.summary
+
+
+def _close_match(word: str, names) -> str | None:
+    import difflib
+
+    hint = difflib.get_close_matches(word, list(names), n=1)
+    return hint[0] if hint else None
 
 
 def to_message(node: Document | Message, message, path: str = "") -> list[SchemaProblem]:
@@ -183,8 +200,8 @@ def _scalar(fd: FieldDescriptor, item: Scalar):
             number = values.parse_int(text)
         except ValueError:
             choices = ", ".join(v.name for v in enum.values)
-            hint = difflib.get_close_matches(text, [v.name for v in enum.values], n=1)
-            also = f" (did you mean {hint[0]}?)" if hint else ""
+            hint = _close_match(text, [v.name for v in enum.values])
+            also = f" (did you mean {hint}?)" if hint else ""
             raise ValueError(f"unknown value {text!r}{also}; one of: {choices}") from None
         if number not in enum.values_by_number:
             raise ValueError(f"{number} is not a value of {enum.name}")
@@ -197,12 +214,9 @@ def _scalar(fd: FieldDescriptor, item: Scalar):
 
 
 def _unknown(field: Field, desc, fpath: str) -> SchemaProblem:
-    names = list(desc.fields_by_name)
-    hint = difflib.get_close_matches(field.name, names, n=1)
-    also = f" (did you mean '{hint[0]}'?)" if hint else ""
-    return SchemaProblem(UNKNOWN_FIELD, f"unknown field '{field.name}' in {desc.name}{also}",
+    return SchemaProblem(UNKNOWN_FIELD, f"unknown field '{field.name}' in {desc.name}",
                          field.name_token.offset, field.name_token.end, fpath, field.name,
-                         desc.full_name)
+                         desc.full_name, tuple(desc.fields_by_name))
 
 
 def _problem(kind: str, field: Field, desc, fpath: str, message: str, span) -> SchemaProblem:
