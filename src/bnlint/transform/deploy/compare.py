@@ -1,0 +1,271 @@
+"""The deploy net compared: with a hand-written one (`--check`) and with the layers a
+.caffemodel holds (`--weights`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import FieldDescriptor
+
+from bnlint.caffe import inputs as net_inputs
+from bnlint.caffe import known
+from bnlint.caffe.layers.batchnorm import uses_global_stats
+from bnlint.caffe.load import TextFile
+from bnlint.caffe.messages import INVALID_VALUE, UNKNOWN_FIELD
+from bnlint.caffe.net import LayerView, NetGraph, NetState, net_view, rule_matches
+from bnlint.caffe.phase import Phase
+from bnlint.errors import BnlintError, WeightsError
+from bnlint.syntax.nodes import iter_tokens, walk_fields
+from bnlint.transform import quote
+from bnlint.transform.deploy.options import Shape
+
+# Fields whose presence matters even at their default value (Caffe asks has_*()).
+_PRESENCE_MATTERS = frozenset({"pad_h", "pad_w", "kernel_h", "kernel_w", "stride_h",
+                               "stride_w", "slice_dim", "concat_dim", "phase",
+                               "use_global_stats"})
+INPUT_KEY = "<Input>"
+
+
+@dataclass
+class _NetSemantics:
+    net: dict[str, str]
+    layers: dict[str, tuple[str, dict[str, str]]]   # key -> (type, flat fields)
+    order: list[str]
+
+
+def reference_input_shapes(text_file: TextFile) -> dict[str, Shape]:
+    """The input shapes a (deploy) net declares: Input layers and net-level inputs."""
+    view = net_view(text_file)
+    found = net_inputs.find_inputs(view, NetState(Phase.TEST))
+    return {b.name: b.shape for b in found if b.shape is not None}
+
+
+def compare_deploy(generated: TextFile, reference: TextFile,
+                   state: NetState | None = None) -> list[str]:
+    """Differences between two nets as Caffe runs them, one readable line each.
+
+    Both are upgraded (so net-level inputs equal an Input layer) and filtered by the
+    state; fillers, param blocks, comments, formatting, values written at their
+    default, the net's name, the Input layer's name and `engine` choices (an
+    implementation, not the maths) are ignored. Deploy nets run in TEST: the phase
+    of `state` is not used, its stages are. An unset
+    use_global_stats counts as what the phase makes it. Fork fields the schema does
+    not know are compared as text.
+    """
+    state = NetState(Phase.TEST, state.stages if state else ())
+    ours = _semantics(generated, state)
+    theirs = _semantics(reference, state)
+    lines: list[str] = []
+    for key in sorted(set(ours.net) | set(theirs.net)):
+        a, b = ours.net.get(key), theirs.net.get(key)
+        if a != b:
+            lines.append(f"net: {key}: generated {a or 'unset'}, deploy {b or 'unset'}")
+    for key in ours.order:
+        if key not in theirs.layers:
+            lines.append(f"layer {_shown(key)} ({ours.layers[key][0]}): only in the "
+                         f"generated net")
+    for key in theirs.order:
+        if key not in ours.layers:
+            lines.append(f"layer {_shown(key)} ({theirs.layers[key][0]}): only in the deploy "
+                         f"net")
+    for key in ours.order:
+        if key not in theirs.layers:
+            continue
+        (type_a, a), (_, b) = ours.layers[key], theirs.layers[key]
+        for path in sorted(set(a) | set(b)):
+            if a.get(path) != b.get(path):
+                lines.append(f"layer {_shown(key)} ({type_a}): {path}: generated "
+                             f"{a.get(path, 'unset')}, deploy {b.get(path, 'unset')}")
+    common_ours = [k for k in ours.order if k in theirs.layers]
+    common_theirs = [k for k in theirs.order if k in ours.layers]
+    if common_ours != common_theirs:
+        i = next(i for i, (x, y) in enumerate(zip(common_ours, common_theirs)) if x != y)
+        lines.append(f"layer order: the generated net has {_shown(common_ours[i])} where the "
+                     f"deploy net has {_shown(common_theirs[i])}")
+    return lines
+
+
+def _shown(key: str) -> str:
+    return key if key.startswith("<") else f"'{key}'"
+
+
+def _semantics(text_file: TextFile, state: NetState) -> _NetSemantics:
+    from bnlint.caffe.upgrade import upgrade_net
+
+    upgraded = upgrade_net(text_file.message).message
+    forks = _fork_fields(text_file, state)
+    layers: dict[str, tuple[str, dict[str, str]]] = {}
+    order: list[str] = []
+    inputs = 0
+    for layer in upgraded.layer:
+        if len(layer.include):
+            if not any(rule_matches(r, state) for r in layer.include):
+                continue
+        elif any(rule_matches(r, state) for r in layer.exclude):
+            continue
+        norm = type(layer)()
+        norm.CopyFrom(layer)
+        for name in ("include", "exclude", "param", "blobs"):
+            norm.ClearField(name)
+        if norm.type == "BatchNorm":
+            bn = norm.batch_norm_param
+            phase = norm.phase if norm.HasField("phase") else state.phase
+            bn.use_global_stats = uses_global_stats(norm, phase)
+            bn.ClearField("moving_average_fraction")
+        if norm.type == "Input":
+            inputs += 1
+            key = INPUT_KEY if inputs == 1 else f"<Input {inputs}>"
+            norm.ClearField("name")
+        else:
+            key = norm.name
+        _normalize(norm)
+        flat = _flatten(norm)
+        flat.update(forks.get(layer.name, {}) if norm.type != "Input" else {})
+        if key in layers:
+            key = f"{key} #{sum(1 for k in order if k.split(' #')[0] == key) + 1}"
+        layers[key] = (layer.type, flat)
+        order.append(key)
+    net = type(upgraded)()
+    net.CopyFrom(upgraded)
+    for name in ("layer", "name", "state"):
+        net.ClearField(name)
+    _normalize(net)
+    return _NetSemantics(_flatten(net), layers, order)
+
+
+# Repeated fields Caffe reads with an implicit default when empty (base_conv_layer.cpp:
+# an empty `stride` is 1, an empty `pad` 0, an empty `dilation` 1).
+_REPEATED_DEFAULTS = {("ConvolutionParameter", "stride"): [1],
+                      ("ConvolutionParameter", "pad"): [0],
+                      ("ConvolutionParameter", "dilation"): [1]}
+
+
+def _normalize(message) -> None:
+    """Drop fillers, values written at their default, and blocks left empty."""
+    for fd, value in list(message.ListFields()):
+        if fd.is_repeated and fd.message_type is None and \
+                _REPEATED_DEFAULTS.get((message.DESCRIPTOR.name, fd.name)) == list(value):
+            message.ClearField(fd.name)
+        elif fd.name == "engine":
+            message.ClearField(fd.name)
+        elif fd.message_type is not None:
+            if fd.message_type.name == "FillerParameter":
+                message.ClearField(fd.name)
+                continue
+            subs = list(value) if fd.is_repeated else [value]
+            for sub in subs:
+                _normalize(sub)
+            if not fd.is_repeated and not value.ListFields():
+                message.ClearField(fd.name)
+        elif not fd.is_repeated and fd.name not in _PRESENCE_MATTERS and \
+                value == fd.default_value:
+            message.ClearField(fd.name)
+
+
+def _flatten(message, prefix: str = "", out: dict[str, str] | None = None) -> dict[str, str]:
+    out = {} if out is None else out
+    for fd, value in message.ListFields():
+        path = prefix + fd.name
+        if fd.message_type is not None:
+            if fd.is_repeated:
+                for i, sub in enumerate(value):
+                    if not sub.ListFields():
+                        out[f"{path}[{i}]"] = "{}"
+                    _flatten(sub, f"{path}[{i}].", out)
+            else:
+                _flatten(value, path + ".", out)
+        elif fd.is_repeated:
+            out[path] = "[" + ", ".join(_format(fd, v) for v in value) + "]"
+        else:
+            out[path] = _format(fd, value)
+    return out
+
+
+def _format(fd, value) -> str:
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        named = fd.enum_type.values_by_number.get(value)
+        return named.name if named else str(value)
+    if fd.type == FieldDescriptor.TYPE_FLOAT:
+        return f"{value:.7g}"
+    if fd.type == FieldDescriptor.TYPE_DOUBLE:
+        return f"{value:.15g}"
+    if fd.type == FieldDescriptor.TYPE_BOOL:
+        return "true" if value else "false"
+    if fd.type == FieldDescriptor.TYPE_STRING:
+        return quote(value)
+    return repr(value) if isinstance(value, bytes) else str(value)
+
+
+def _fork_fields(text_file: TextFile, state: NetState) -> dict[str, dict[str, str]]:
+    """Per layer name: fields the schema does not know (or could not read), as text."""
+    problems = [p for p in text_file.problems if p.kind in (UNKNOWN_FIELD, INVALID_VALUE)]
+    if not problems:
+        return {}
+    view = net_view(text_file)
+    out: dict[str, dict[str, str]] = {}
+    for layer in view.layers:
+        if layer.legacy is not None:
+            continue
+        inside = [p for p in problems if layer.node.start <= p.start < layer.node.end]
+        if not inside:
+            continue
+        starts = {p.start for p in inside}
+        fields = out.setdefault(layer.name, {})
+        for f, parents in walk_fields(layer.body):
+            if f.name_token.offset in starts or (f.value is not None and
+                                                 f.value.start in starts):
+                path = ".".join([p.name for p in parents] + [f.name])
+                text = " ".join(t.text for t in iter_tokens(f))
+                key = path if path not in fields else f"{path} #{len(fields)}"
+                fields[key] = text
+    return out
+
+
+# --- --weights: layers whose parameters the caffemodel lacks ----------------------------
+
+
+def caffemodel_blob_counts(path: str) -> dict[str, int]:
+    """Layer name -> number of blobs in a binary .caffemodel (later entries win, as in Caffe)."""
+    from google.protobuf.message import DecodeError
+
+    from bnlint.caffe.schema import default_schema
+    from bnlint.files import read_bytes
+
+    data = read_bytes(path)
+    net = default_schema().message_class("NetParameter")()
+    try:
+        net.ParseFromString(data)
+    except DecodeError as err:
+        raise WeightsError(f"not a readable .caffemodel ({err})", path=path) from None
+    if not len(net.layer) and not len(net.layers):
+        raise WeightsError("not a .caffemodel: it holds no layers", path=path)
+    counts: dict[str, int] = {}
+    for layer in list(net.layers) + list(net.layer):
+        counts[layer.name] = len(layer.blobs)
+    return counts
+
+
+def layers_missing_weights(deploy: TextFile, counts: dict[str, int]) -> list[LayerView]:
+    """Layers of a deploy net that have learnable blobs but none in the weights file.
+
+    Caffe fills such blobs from the fillers (or leaves them zero when the filler is
+    gone), so the deployed net computes something else than the trained one.
+    """
+    from bnlint.caffe.infer import infer_graph_shapes
+
+    view = net_view(deploy)
+    graph = NetGraph(view, NetState(Phase.TEST))
+    params: dict[int, bool] = {}
+    try:
+        shapes = infer_graph_shapes(graph)
+        params = {i: bool(p) for i, p in shapes.params.items()}
+    except BnlintError:
+        params = {}
+    missing = []
+    for lv in graph.layers:
+        has = params.get(lv.index)
+        if has is None:
+            has = lv.type in known.PARAMETRIC_LAYER_TYPES
+        if has and counts.get(lv.name, 0) == 0:
+            missing.append(lv)
+    return missing
