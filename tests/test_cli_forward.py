@@ -295,3 +295,42 @@ def test_color_options_win_over_the_environment(tiny, command, monkeypatch):
     assert "\x1b[" not in stdout
     code, stdout, stderr = bnlint(command, str(tiny))
     assert "\x1b[" in stdout                        # FORCE_COLOR alone
+LOSS_NET = """name: "losses"
+layer { name: "data" type: "Data" top: "data" top: "label"
+  data_param { source: "lmdb" batch_size: 4 backend: LMDB } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss"
+  loss_weight: 2 }
+layer { name: "acc" type: "Accuracy" bottom: "fc" bottom: "label" top: "acc" }
+"""
+
+
+def test_forward_runs_losses_when_their_labels_are_given(tmp_path):
+    net = tmp_path / "losses.prototxt"
+    net.write_text(LOSS_NET)
+    np.savez(tmp_path / "in.npz", data=np.ones((4, 5), np.float32),
+             label=np.array([0, 2, 1, 2], np.float32))
+    out = tmp_path / "out.npz"
+    code, stdout, stderr = bnlint("forward", str(net), "--phase", "train",
+                                  "--inputs", str(tmp_path / "in.npz"), "-o", str(out))
+    assert code == 0, stderr
+    blobs = load(out)
+    assert set(blobs) == {"loss", "acc"} and blobs["loss"].shape == ()
+    assert f"loss loss = {float(blobs['loss']):.6g} (* 2 = " in stdout
+    # without labels: up to the predictions, and a note says why
+    code, stdout, stderr = bnlint("forward", str(net), "--phase", "train",
+                                  "--input-shape", "data=4,5", "-o", str(out))
+    assert code == 0, stderr
+    assert set(load(out)) == {"fc"} and "not run" in stderr
+
+
+def test_forward_refuses_a_loss_whose_label_is_missing(tmp_path):
+    net = tmp_path / "losses.prototxt"
+    net.write_text(LOSS_NET)
+    code, _, stderr = bnlint("forward", str(net), "--phase", "train",
+                             "--input-shape", "data=4,5", "--blobs", "loss")
+    assert code == 2
+    assert "losses.prototxt:6:1: layer 'loss' (SoftmaxWithLoss) needs its label 'label'" \
+        in stderr
+    assert "Traceback" not in stderr

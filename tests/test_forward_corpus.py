@@ -141,3 +141,36 @@ def test_a_python_layer_asks_for_its_tops_as_inputs():
             "resnet18-priv-merge.prototxt")
     with pytest.raises(BnlintError, match=r"'proposal' \(Python\).*--input-shape rois="):
         load_network(str(CORPUS / name), state=NetState(Phase.TEST), drop_losses=True)
+
+
+@pytest.mark.parametrize("name,phase,given,wanted,losses", [
+    ("caffe/mnist__lenet_train_test.prototxt", Phase.TEST,
+     {"data": (4, 1, 28, 28), "label": (4,)}, (), {"loss", "accuracy"}),
+    ("caffe/hdf5_classification__nonlinear_train_val.prototxt", Phase.TEST,
+     {"data": (4, 4), "label": (4,)}, (), {"loss", "accuracy"}),
+    ("caffe/siamese__mnist_siamese_train_test.prototxt", Phase.TRAIN,
+     {"pair_data": (4, 2, 28, 28), "sim": (4,)}, (), {"loss"}),
+    # its targets are its own data: no label to give, the tops are asked for
+    ("caffe/mnist__mnist_autoencoder.prototxt", Phase.TRAIN,
+     {"data": (4, 1, 28, 28)}, ("cross_entropy_loss", "l2_error"),
+     {"cross_entropy_loss", "l2_error"}),
+])
+def test_corpus_train_nets_run_their_losses_given_labels(name, phase, given, wanted, losses):
+    net = load_network(str(CORPUS / name), state=NetState(phase), drop_losses=True,
+                       input_shapes=given, given=given, wanted=wanted)
+    rng = np.random.default_rng(0)
+    inputs = {blob: (rng.integers(0, 2, shape) if blob in ("label", "sim")
+                     else rng.uniform(0, 1, shape)).astype(np.float32)
+              for blob, shape in net.input_shapes().items()}
+    got = net.run(inputs, keep=set(wanted) if wanted else "outputs")
+    assert set(got) == losses
+    assert all(value.shape == () and np.isfinite(value) for value in got.values())
+
+
+def test_segnet_class_weighting_is_refused_not_ignored():
+    name = "SegNet-Tutorial/Models__segnet_basic_train.prototxt"
+    with pytest.raises(BnlintError, match=r"layer 'loss' \(SoftmaxWithLoss\): loss_param "
+                                          r"weight_by_label_freqs, class_weighting"):
+        load_network(str(CORPUS / name), state=NetState(Phase.TRAIN), drop_losses=True,
+                     input_shapes={"data": (1, 3, 360, 480), "label": (1, 1, 360, 480)},
+                     given={"data", "label"})

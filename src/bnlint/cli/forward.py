@@ -142,14 +142,19 @@ def blob_table(blobs: dict):
     return table
 
 
-def _print_text(net_path: str, title: str, state, blobs: dict, inputs: dict,
+def _print_text(net_path: str, title: str, network, blobs: dict, inputs: dict,
                 color: bool | None) -> None:
+    from bnlint.forward.labels import weighted_losses
+
     console = stdout_console(color)
-    console.print(f"{net_path}: {title} ({state})", highlight=False, soft_wrap=True)
+    console.print(f"{net_path}: {title} ({network.state})", highlight=False, soft_wrap=True)
     console.print(blob_table(blobs))
+    for top, value, weight in weighted_losses(network, blobs):
+        console.print(f"loss {top} = {value:.6g} (* {weight:g} = {value * weight:.6g} loss)",
+                      highlight=False)
 
 
-def _print_json(net_path: str, title: str, state, blobs: dict, inputs: dict,
+def _print_json(net_path: str, title: str, network, blobs: dict, inputs: dict,
                 color: bool | None) -> None:
     """Versioned like check's JSON: per blob its shape and range; a statistic over
     non-finite values is null, with the count of such values beside it."""
@@ -169,7 +174,7 @@ def _print_json(net_path: str, title: str, state, blobs: dict, inputs: dict,
             entry.update(min=statistic(values.min()), max=statistic(values.max()),
                          mean=statistic(values.mean()))
         entries.append(entry)
-    document = {"version": JSON_VERSION, "net": net_path, "state": str(state),
+    document = {"version": JSON_VERSION, "net": net_path, "state": str(network.state),
                 "inputs": {name: list(np.shape(value)) for name, value in inputs.items()},
                 "blobs": entries}
     click.echo(json.dumps(document, indent=2, ensure_ascii=True))
@@ -233,9 +238,12 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
     arrays = read_inputs(inputs_npz, named_inputs)
     shapes = merged_input_shapes(arrays, input_shapes)
     network = load_network(net_path, weights_path, state=net_state(phase),
-                           input_shapes=shapes, seed=seed, drop_losses=True, text=text)
+                           input_shapes=shapes, seed=seed, drop_losses=True, text=text,
+                           given=arrays, wanted=keep if isinstance(keep, set) else ())
     check_shape_names(network.input_names + network.default_input_names, input_shapes)
     _report_weights(network, weights_path, seed)
+    for note in network.notes:
+        _warn(note)
     from bnlint.forward.fillers import LazyRng
 
     rng = LazyRng([seed, 1])     # a stream apart from the fillers'
@@ -253,7 +261,7 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
                           f"inputs: {', '.join(inputs) or 'none'}", path=net_path)
     blobs = _run_with_progress(network, inputs, keep)
     title = "outputs" if keep == "outputs" else "blobs"
-    FORMATS[output_format](net_path, title, network.state, blobs, inputs, color)
+    FORMATS[output_format](net_path, title, network, blobs, inputs, color)
     if output:
         save_npz(output, blobs, inputs_used)
 

@@ -83,6 +83,7 @@ class Network:
         self.steps: list[_Step] = []
         self.blobs: dict[str, list[np.ndarray]] = {}
         self.filled: list[str] = []        # layers whose blobs came from fillers
+        self.notes: list[str] = []         # what building it left out (`load_network`)
         self._input_slots: dict[str, int] = {}
         #: DummyData tops: values made from the layer's fillers, used unless given.
         self._default_inputs: dict[str, tuple[int, np.ndarray]] = {}
@@ -419,13 +420,15 @@ def _shape_equals(got: Shape, expected: Shape, legacy: bool | None) -> bool:
 def load_network(net_path: str, weights_path: str | None = None, *,
                  state: NetState | None = None,
                  input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 seed: int = 0, drop_losses: bool = False, text=None) -> Network:
+                 seed: int = 0, drop_losses: bool = False, text=None,
+                 given: Iterable[str] = (), wanted: Iterable[str] = ()) -> Network:
     """Read a net file (and its weights) and build its Network.
 
     `text`: the file already parsed (`caffe.load.parse_text`), so it is not read twice.
 
-    `drop_losses` leaves out loss and accuracy layers (they need real labels, which a
-    seeded run does not have), so a train net runs up to its predictions.
+    `drop_losses` leaves out loss and accuracy layers unless labels are among the
+    `given` input names or a loss's top is `wanted` (`bnlint.forward.labels`); what
+    the user should know about it is in the network's `notes`.
 
     A net the schema does not fully understand (fork fields such as `ceil_mode`) is
     refused: those fields would be dropped and the forward would silently differ.
@@ -450,15 +453,14 @@ def load_network(net_path: str, weights_path: str | None = None, *,
         dialect = getattr(text, "dialect", None)
         weights = read_weights(weights_path, dialect.schema() if dialect else None)
     view = net_view(text)
+    notes: list[str] = []
     if drop_losses:
-        view = without_losses(view)
-    return Network(view, state, weights, seed=seed, source=text.source,
-                   input_shapes=with_inferred_inputs(view, state or NetState(), input_shapes))
+        from bnlint.forward.labels import select_losses
 
-
-def without_losses(view: NetView) -> NetView:
-    """The view minus its loss and accuracy layers (layer indexes kept)."""
-    from bnlint.caffe.net import is_loss_layer
-
-    kept = [lv for lv in view.layers if not is_loss_layer(lv)]
-    return NetView(view.message, kept, view.inputs, view.name, view.tree)
+        view, notes = select_losses(view, state or NetState(), set(given), set(wanted),
+                                    source=text.source)
+    network = Network(view, state, weights, seed=seed, source=text.source,
+                      input_shapes=with_inferred_inputs(view, state or NetState(),
+                                                        input_shapes))
+    network.notes = notes
+    return network

@@ -6,6 +6,7 @@ from bnlint.forward.ops import (  # noqa: F401
     dense,
     eltwise,
     fork,
+    loss,
     norm,
     pooling,
     recurrent,

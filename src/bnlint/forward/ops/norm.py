@@ -346,8 +346,12 @@ class Softmax(FreshTops, Op):
         self.axis = int(layer.softmax_param.axis)
 
     def _forward(self, bottoms):
-        x = bottoms[0]
-        axis = canonical_axis(self.axis, x.shape)
-        y = via_double(np.exp, np.subtract(x, x.max(axis=axis, keepdims=True)))
-        y /= y.sum(axis=axis, keepdims=True, dtype=np.float32)
-        return [y]
+        return [softmax(bottoms[0], self.axis)]
+
+
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """Caffe's SoftmaxLayer forward (also inside SoftmaxWithLoss and InfogainLoss)."""
+    axis = canonical_axis(axis, x.shape)
+    y = via_double(np.exp, np.subtract(x, x.max(axis=axis, keepdims=True)))
+    y /= y.sum(axis=axis, keepdims=True, dtype=np.float32)
+    return y
