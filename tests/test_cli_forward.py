@@ -6,6 +6,7 @@ ops lazily: this also checks that the command modules import on their own.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -295,6 +296,8 @@ def test_color_options_win_over_the_environment(tiny, command, monkeypatch):
     assert "\x1b[" not in stdout
     code, stdout, stderr = bnlint(command, str(tiny))
     assert "\x1b[" in stdout                        # FORCE_COLOR alone
+
+
 LOSS_NET = """name: "losses"
 layer { name: "data" type: "Data" top: "data" top: "label"
   data_param { source: "lmdb" batch_size: 4 backend: LMDB } }
@@ -334,3 +337,17 @@ def test_forward_refuses_a_loss_whose_label_is_missing(tmp_path):
     assert "losses.prototxt:6:1: layer 'loss' (SoftmaxWithLoss) needs its label 'label'" \
         in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command", ["info", "forward"])
+def test_stdin_is_shown_as_stdin(tiny, command):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+        str(REPO / "src"), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-m", "bnlint", command, "-"], input=tiny.read_text(),
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("<stdin>")
+    proc = subprocess.run([sys.executable, "-m", "bnlint", command, "--format", "json", "-"],
+                          input=tiny.read_text(), capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert json.loads(proc.stdout)["net"] == "<stdin>"

@@ -107,8 +107,13 @@ def decode_text(data: bytes, path: str) -> SourceFile:
                           f"is this a binary file?", source=src, offset=len(good)) from None
 
 
+def shown_path(path: str) -> str:
+    """How messages and reports name a path: '-' is standard input."""
+    return "<stdin>" if path == STDIO else path
+
+
 def read_text(path: str) -> SourceFile:
-    return decode_text(read_bytes(path), "<stdin>" if path == STDIO else path)
+    return decode_text(read_bytes(path), shown_path(path))
 
 
 def write_atomic(path: str, data: bytes | str, *, inputs: tuple[str, ...] = (),

@@ -19,7 +19,7 @@ from bnlint.caffe.dialects import (AUTO, PORTABLE, Detection, Dialect, detect_di
 from bnlint.caffe.messages import SchemaProblem, to_message
 from bnlint.caffe.schema import Schema, default_schema
 from bnlint.errors import BnlintError, SchemaError
-from bnlint.files import decode_text, read_bytes
+from bnlint.files import decode_text, read_bytes, shown_path
 from bnlint.source import SourceFile
 from bnlint.syntax import Document, parse_source
 
@@ -152,7 +152,7 @@ def read_any(path: str, schema: Schema | None = None,
     BVLC's for "auto".
     """
     data = read_bytes(path)
-    shown = "<stdin>" if path == "-" else path
+    shown = shown_path(path)
     if looks_binary(data):
         try:
             return parse_binary(data, shown, schema, dialect=dialect)

@@ -24,7 +24,7 @@ import numpy as np
 from bnlint.caffe.limits import check_blob_shape
 from bnlint.caffe.schema import Schema, default_schema
 from bnlint.errors import BnlintError, WeightsError
-from bnlint.files import read_bytes, write_atomic
+from bnlint.files import read_bytes, shown_path, write_atomic
 
 _LEGACY_DIMS = ("num", "channels", "height", "width")
 
@@ -68,7 +68,7 @@ class _RawLayer:
 def read_weights(path: str, schema: Schema | None = None) -> Weights:
     """The weights in a binary .caffemodel, or in a text net that carries blobs."""
     data = read_bytes(path, mutable=True)
-    shown = "<stdin>" if path == "-" else path
+    shown = shown_path(path)
     if not data:
         raise WeightsError("empty file: a .caffemodel holds a binary NetParameter with the "
                            "trained blobs", path=shown)

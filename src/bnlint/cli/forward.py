@@ -225,6 +225,7 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
     """
     import numpy as np
 
+    from bnlint.files import shown_path
     from bnlint.forward.executor import load_network
 
     keep = _parse_blobs(blobs_spec)
@@ -258,10 +259,10 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
     unknown = sorted(set(arrays) - set(inputs))
     if unknown:
         raise BnlintError(f"no input named {', '.join(map(repr, unknown))} in the net; its "
-                          f"inputs: {', '.join(inputs) or 'none'}", path=net_path)
+                          f"inputs: {', '.join(inputs) or 'none'}", path=shown_path(net_path))
     blobs = _run_with_progress(network, inputs, keep)
     title = "outputs" if keep == "outputs" else "blobs"
-    FORMATS[output_format](net_path, title, network, blobs, inputs, color)
+    FORMATS[output_format](shown_path(net_path), title, network, blobs, inputs, color)
     if output:
         save_npz(output, blobs, inputs_used)
 

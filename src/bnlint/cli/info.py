@@ -151,7 +151,7 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
     from bnlint.caffe.load import parse_text
     from bnlint.caffe.net import net_view
     from bnlint.caffe.summary import summarise
-    from bnlint.files import read_text
+    from bnlint.files import read_text, shown_path
 
     text = parse_text(read_text(net_path))
     require_net(text, net_view(text), "info")
@@ -161,4 +161,4 @@ def command(net_path: str, weights_path: str | None, input_shapes: dict, phase: 
         from bnlint.caffe.weights import read_weights
 
         weights = read_weights(weights_path)
-    FORMATS[output_format](net_path, summary, weights, color)
+    FORMATS[output_format](shown_path(net_path), summary, weights, color)
