@@ -281,6 +281,7 @@ def test_forward_json_summarises_the_outputs(tiny):
     assert prob["name"] == "prob" and prob["shape"] == [1, 5] and prob["nonfinite"] == 0
     assert 0.0 <= prob["min"] <= prob["mean"] <= prob["max"] <= 1.0
     assert abs(prob["mean"] - 0.2) < 1e-6          # softmax over 5 classes
+    assert document["losses"] == []
 
 
 @pytest.mark.parametrize("command", ["info", "forward"])
@@ -326,6 +327,12 @@ def test_forward_runs_losses_when_their_labels_are_given(tmp_path):
                                   "--input-shape", "data=4,5", "-o", str(out))
     assert code == 0, stderr
     assert set(load(out)) == {"fc"} and "not run" in stderr
+    code, stdout, stderr = bnlint("forward", str(net), "--phase", "train", "--format", "json",
+                                  "--inputs", str(tmp_path / "in.npz"))
+    assert code == 0, stderr
+    [loss] = json.loads(stdout)["losses"]
+    assert loss["top"] == "loss" and loss["weight"] == 2
+    assert abs(loss["weighted"] - 2 * float(blobs["loss"])) < 1e-6
 
 
 def test_forward_refuses_a_loss_whose_label_is_missing(tmp_path):

@@ -174,9 +174,14 @@ def _print_json(net_path: str, title: str, network, blobs: dict, inputs: dict,
             entry.update(min=statistic(values.min()), max=statistic(values.max()),
                          mean=statistic(values.mean()))
         entries.append(entry)
+    from bnlint.forward.labels import weighted_losses
+
+    losses = [{"top": top, "value": statistic(value), "weight": weight,
+               "weighted": statistic(value * weight)}
+              for top, value, weight in weighted_losses(network, blobs)]
     document = {"version": JSON_VERSION, "net": net_path, "state": str(network.state),
                 "inputs": {name: list(np.shape(value)) for name, value in inputs.items()},
-                "blobs": entries}
+                "blobs": entries, "losses": losses}
     click.echo(json.dumps(document, indent=2, ensure_ascii=True))
 
 
