@@ -19,7 +19,8 @@ try:
     main({args!r})
 except SystemExit:
     pass
-heavy = sorted(m for m in ("numpy", "rich", "google.protobuf.json_format") if m in sys.modules)
+heavy = sorted(m for m in ("numpy", "rich", "google.protobuf.json_format", "difflib",
+                           "subprocess", "tempfile") if m in sys.modules)
 sys.stderr.write("HEAVY=" + ",".join(heavy) + "\\n")
 """
 
@@ -45,3 +46,10 @@ def test_no_numpy_on_the_start_up_path(args):
 
 def test_machine_formats_do_not_import_rich():
     assert "rich" not in _imports("check", "--format", "concise", str(EXAMPLE))
+
+
+def test_checking_a_named_file_needs_no_git_protoc_or_hints():
+    """git (folders), protoc (--proto) and "did you mean" (shown messages) load only
+    when used: a clean file named on the command line needs none of them."""
+    loaded = _imports("check", "--format", "concise", str(EXAMPLE))
+    assert not {"difflib", "subprocess", "tempfile"} & set(loaded)

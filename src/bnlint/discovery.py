@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -149,6 +148,8 @@ def _search(top: str, excludes: Excludes) -> list[str]:
 def git_ignored(top: str, files: list[str]) -> set[str]:
     """The files git ignores (.gitignore and its other exclude files); nothing when `top`
     is not in a git work tree or git is not installed."""
+    import subprocess   # here: a file named on the command line needs no git
+
     try:
         done = subprocess.run(["git", "-C", top, "check-ignore", "--stdin", "-z"],
                               input=b"\0".join(os.fsencode(os.path.relpath(f, top))

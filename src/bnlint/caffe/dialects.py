@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -389,6 +386,10 @@ def _has_message(schema: Schema, name: str) -> bool:
 
 @functools.cache
 def _compile_user_proto(resolved: str, mtime_ns: int, shown: str) -> Schema:
+    import subprocess
+    import sys
+    import tempfile
+
     try:
         import grpc_tools
     except ImportError:

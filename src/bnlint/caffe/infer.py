@@ -18,6 +18,8 @@ Shape = tuple[int, ...]
 
 @dataclass
 class GraphShapes:
+    """The shapes inferred over one NetGraph, and why inference stopped where it did."""
+
     tops: dict[int, list[Shape | None]] = field(default_factory=dict)
     params: dict[int, list[Shape]] = field(default_factory=dict)
     errors: list[tuple[LayerView, ShapeError]] = field(default_factory=list)

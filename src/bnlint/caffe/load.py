@@ -48,6 +48,8 @@ class TextFile:
 
 @dataclass
 class BinaryFile:
+    """A parsed binary file: the message, read in the dialect the caller named."""
+
     path: str
     kind: str                       # NET, BLOB or BLOB_VECTOR
     message: object

@@ -98,6 +98,8 @@ class NetInput:
 
 @dataclass
 class NetView:
+    """A net file's layers and inputs, each with its syntax node."""
+
     message: object                       # the whole NetParameter as parsed (not upgraded)
     layers: list[LayerView]
     inputs: list[NetInput]
@@ -183,6 +185,8 @@ class NetView:
 
 @dataclass(frozen=True)
 class NetState:
+    """Caffe's NetState: the phase, stages and level that pick the active layers."""
+
     phase: Phase = Phase.TEST
     stages: tuple[str, ...] = ()
     level: int = 0
@@ -328,6 +332,8 @@ class Blob:
 
 @dataclass
 class GraphProblem:
+    """A bottom no earlier layer makes, or a top made twice: Net::Init refuses both."""
+
     code: str                 # "unknown-bottom" | "duplicate-top"
     layer: LayerView
     index: int                # bottom or top index

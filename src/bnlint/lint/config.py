@@ -32,6 +32,8 @@ CONFIG_FILES = (".bnlint.toml", "pyproject.toml")
 
 @dataclass(frozen=True)
 class LintConfig:
+    """The settings one file is linted with: its config file's, then the options'."""
+
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     extend_select: tuple[str, ...] = ()

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class LintContext:
+    """Everything the rules see of one file; derived facts are computed once, on first use."""
+
     source: "SourceFile"
     text_file: "TextFile"
     view: NetView

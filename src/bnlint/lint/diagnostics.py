@@ -44,6 +44,8 @@ class Fix:
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One finding: a rule's code and message at a span of a source file."""
+
     code: str
     name: str
     severity: Severity

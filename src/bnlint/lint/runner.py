@@ -23,6 +23,8 @@ INVALID_SUPPRESSION = (InvalidSuppression.code, InvalidSuppression.name)
 
 @dataclass
 class FileResult:
+    """What linting one file found, and what makes its exit code fail."""
+
     source: SourceFile
     diagnostics: list[Diagnostic] = field(default_factory=list)
     parsed: bool = True

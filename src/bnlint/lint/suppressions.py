@@ -27,6 +27,8 @@ KINDS = ("disable", "disable-file")
 
 @dataclass(eq=False)
 class Directive:
+    """One `# bnlint: disable...` comment, and which of its codes suppressed something."""
+
     kind: str                 # "disable" or "disable-file"
     codes: tuple[str, ...]
     start: int                # offset of the comment

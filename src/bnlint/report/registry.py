@@ -107,6 +107,8 @@ def write_report(name: str, results: list[FileResult], out: TextIO,
 
 @dataclass(frozen=True)
 class CodeCount:
+    """One row of --statistics."""
+
     code: str
     name: str
     count: int

@@ -19,6 +19,8 @@ from bnlint.syntax.nodes import Document, Field, Message, Scalar, iter_tokens
 
 @dataclass(frozen=True, order=True)
 class Edit:
+    """Replace text[start:end] with `text`; ordered by position so edits apply in one pass."""
+
     start: int
     end: int
     text: str

@@ -207,6 +207,8 @@ def _embed(layer, bottoms: list[Shape]) -> LayerShapes:
 
 @dataclass(frozen=True)
 class Im2colGeometry:
+    """The im2col layout of one convolution: what the forward unfolds its input by."""
+
     channel_axis: int
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
