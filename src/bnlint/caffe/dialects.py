@@ -331,25 +331,42 @@ def unknown_fields(node: Document | Message, descriptor, path: str = "") -> list
     """Every field of the tree the descriptor does not know, depth first.
 
     Cheap (name lookups only, no conversion); the fields inside an unknown field
-    are not visited, as the schema cannot say what they are.
+    are not visited, as the schema cannot say what they are. `detect_dialect` runs
+    it once per fork, so it reads plain dicts (`_field_types`), not descriptors.
     """
     from bnlint.syntax.nodes import ListValue, Message
 
     found: list[Found] = []
-    by_name = descriptor.fields_by_name
+    types = _field_types(descriptor)
     for f in node.fields:
-        fpath = f"{path}.{f.name}" if path else f.name
-        fd = by_name.get(f.name)
-        if fd is None:
-            found.append((fpath, f.name_token.offset))
+        name = f.name
+        if name not in types:
+            found.append((f"{path}.{name}" if path else name, f.name_token.offset))
             continue
-        if fd.message_type is None:
+        sub = types[name]
+        if sub is None:
             continue
-        items = f.value.items if isinstance(f.value, ListValue) else [f.value]
-        for item in items:
-            if isinstance(item, Message):
-                found.extend(unknown_fields(item, fd.message_type, fpath))
+        fpath = f"{path}.{name}" if path else name
+        value = f.value
+        if isinstance(value, Message):
+            found.extend(unknown_fields(value, sub, fpath))
+        elif isinstance(value, ListValue):
+            for item in value.items:
+                if isinstance(item, Message):
+                    found.extend(unknown_fields(item, sub, fpath))
     return found
+
+
+_FIELD_TYPES: dict = {}
+
+
+def _field_types(descriptor) -> dict:
+    """A message type's field names -> their message type (None for scalars)."""
+    types = _FIELD_TYPES.get(descriptor)
+    if types is None:
+        types = _FIELD_TYPES[descriptor] = {fd.name: fd.message_type
+                                            for fd in descriptor.fields}
+    return types
 
 
 # --- a user's own caffe.proto -----------------------------------------------------------

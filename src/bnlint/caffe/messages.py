@@ -85,18 +85,30 @@ def _a(noun: str) -> str:
     return ("an " if noun[:1] in "aeio" else "a ") + noun   # "a uint32"
 
 
+_FIELDS: dict = {}       # message descriptor -> {name: (field descriptor, repeated, type)}
+
+
+def _fields(desc) -> dict:
+    """A message type's fields as a plain dict: a conversion asks for them per field,
+    and reading descriptors' attributes costs more than the dict."""
+    fields = _FIELDS.get(desc)
+    if fields is None:
+        fields = _FIELDS[desc] = {fd.name: (fd, fd.is_repeated, fd.type) for fd in desc.fields}
+    return fields
+
+
 def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
     desc = message.DESCRIPTOR
-    by_name = desc.fields_by_name
+    fields = _fields(desc)
     seen: set[str] = set()
     for field in node.fields:
         name = field.name
-        fd = by_name.get(name)
         fpath = f"{path}.{name}" if path else name
-        if fd is None:
+        facts = fields.get(name)
+        if facts is None:
             problems.append(_unknown(field, desc, fpath))
             continue
-        repeated = fd.is_repeated
+        fd, repeated, ftype = facts
         if not repeated:
             if name in seen:
                 problems.append(_problem(INVALID_VALUE, field, desc, fpath,
@@ -111,7 +123,7 @@ def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
                                      f"'{name}' is not repeated; a [list] is not allowed",
                                      span=value))
             continue
-        if fd.type in _MESSAGES:
+        if ftype in _MESSAGES:
             for item in items:
                 if not isinstance(item, Message):
                     problems.append(_problem(
@@ -136,7 +148,7 @@ def _fill(node, message, path: str, problems: list[SchemaProblem]) -> None:
                                          f"not a message", span=item))
                 continue
             try:
-                converted = _scalar(fd, item)
+                converted = _scalar(fd, ftype, item)
             except ValueError as err:
                 problems.append(_problem(INVALID_VALUE, field, desc, fpath,
                                          f"'{name}' ({type_label(fd)}): {err}", span=item))
@@ -169,8 +181,7 @@ def _missing_required(item: Message, sub, field: Field, fpath: str,
                                      f"(Caffe refuses the file)", span=field))
 
 
-def _scalar(fd: FieldDescriptor, item: Scalar):
-    ftype = fd.type
+def _scalar(fd: FieldDescriptor, ftype: int, item: Scalar):
     is_str = values.is_string(item)
     if ftype == FieldDescriptor.TYPE_STRING:
         if not is_str:
@@ -193,9 +204,9 @@ def _scalar(fd: FieldDescriptor, item: Scalar):
         return values.parse_bool(text)
     if ftype == FieldDescriptor.TYPE_ENUM:
         enum = fd.enum_type
-        ev = enum.values_by_name.get(text)
-        if ev is not None:
-            return ev.number
+        number = _enum_numbers(enum).get(text)
+        if number is not None:
+            return number
         try:
             number = values.parse_int(text)
         except ValueError:
@@ -211,6 +222,16 @@ def _scalar(fd: FieldDescriptor, item: Scalar):
     if not lo <= number <= hi:
         raise ValueError(f"{text} is out of range [{lo}, {hi}]")
     return number
+
+
+_ENUM_NUMBERS: dict = {}
+
+
+def _enum_numbers(enum) -> dict[str, int]:
+    numbers = _ENUM_NUMBERS.get(enum)
+    if numbers is None:
+        numbers = _ENUM_NUMBERS[enum] = {v.name: v.number for v in enum.values}
+    return numbers
 
 
 def _unknown(field: Field, desc, fpath: str) -> SchemaProblem:
