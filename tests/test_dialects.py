@@ -550,3 +550,71 @@ def test_n008_knows_the_dialects_layer_types():
     assert codes("auto") == ["D001"]
     assert codes("segnet") == []
     assert codes("portable") == ["E002", "E002", "N008", "N008"]
+
+
+# --- combined dialects: one field number, two meanings ----------------------------------
+
+COMBINED_NET = ('layer { name: "p" type: "Pooling" bottom: "d" top: "p"\n'
+                '  pooling_param { pool: MAX kernel_size: 3 stride: 2 ceil_mode: false } }\n'
+                'layer { name: "p2" type: "Pooling" bottom: "p" top: "p2"\n'
+                '  pooling_param { pool: MAX kernel_size: 3 stride: 2 ceil_mode: true } }\n'
+                'layer { name: "r" type: "ROIPooling" bottom: "p2" bottom: "rois" top: "r"\n'
+                '  roi_pooling_param { pooled_h: 2 pooled_w: 2 } }\n')
+
+
+@pytest.mark.parametrize("names", [("frcnn", "ceil"), ("ceil", "frcnn")])
+def test_a_fork_field_wins_its_number_over_bvlcs_in_either_order(names):
+    from bnlint.caffe.combine import FORK_OVER_BVLC
+    from bnlint.caffe.dialects import combine, field_conflicts
+
+    dialect = combine(names)
+    pooling = dialect.schema().descriptor("PoolingParameter").fields_by_name
+    assert pooling["ceil_mode"].number == 13 and "round_mode" not in pooling
+    conflict = next(c for c in field_conflicts(dialect) if c.message == "PoolingParameter")
+    assert (conflict.number, conflict.kept, conflict.dropped, conflict.reason) == \
+        (13, "ceil_mode", "round_mode", FORK_OVER_BVLC)
+    assert dialect.parts[conflict.kept_by] == "ceil"
+    assert dialect.parts[conflict.dropped_by] == "frcnn"
+
+
+def test_two_forks_own_fields_at_one_number_go_to_the_first_named():
+    from bnlint.caffe.combine import FIRST_FORK
+    from bnlint.caffe.dialects import combine, field_conflicts
+
+    # LossParameter 4: SegNet's class_weighting, R-FCN's pre_fixed_normalizer
+    for names, kept in ((("segnet", "frcnn"), "class_weighting"),
+                        (("frcnn", "segnet"), "pre_fixed_normalizer")):
+        conflict = next(c for c in field_conflicts(combine(names))
+                        if (c.message, c.number) == ("LossParameter", 4))
+        assert (conflict.kept, conflict.reason) == (kept, FIRST_FORK)
+
+
+def test_a_combined_net_names_both_dialects_and_the_meaning_chosen():
+    """Two ceil_mode fields and one ROI pooling field: ceil knows more of the net and
+    comes first (ceil+frcnn); ceil_mode still keeps number 13 (it used to lose it to
+    frcnn's round_mode, leaving both ceil_mode fields unknown)."""
+    result = lint_source(SourceFile("n.prototxt", COMBINED_NET),
+                         LintConfig(select=("D001", "D002", "E002")))
+    by_code = {d.code: d for d in result.diagnostics}
+    assert sorted(by_code) == ["D001", "D002"]
+    d001, d002 = by_code["D001"], by_code["D002"]
+    assert d001.extra["dialect"] == "ceil+frcnn"
+    assert "'ceil+frcnn'" in d001.message
+    assert known.CEIL in d001.message and known.FRCNN in d001.message
+    assert (d002.extra["message_type"], d002.extra["number"], d002.extra["kept"],
+            d002.extra["dropped"], d002.extra["reason"]) == \
+        ("PoolingParameter", 13, "ceil_mode", "round_mode", "fork-field-over-bvlc")
+    assert d002.start == COMBINED_NET.index("ceil_mode")      # the first site only
+
+
+def test_no_conflict_finding_for_a_single_dialect_or_unused_fields():
+    ceil_only = COMBINED_NET.split('layer { name: "r"')[0]
+    result = lint_source(SourceFile("n.prototxt", ceil_only), LintConfig(select=("D002",)))
+    assert not result.diagnostics
+    # frcnn+ceil with no field of a conflicting number written: nothing to say
+    roi_only = ('layer { name: "r" type: "ROIPooling" roi_pooling_param { pooled_h: 2 } }\n'
+                'layer { name: "p" type: "Pooling" pooling_param { pool: MAX kernel_size: 2 '
+                '} }\n')
+    result = lint_source(SourceFile("n.prototxt", roi_only),
+                         LintConfig(select=("D002",), dialect="frcnn+ceil"))
+    assert not result.diagnostics

@@ -189,14 +189,25 @@ def combine(names: tuple[str, ...]) -> Dialect:
 
 
 @functools.cache
-def _combined_schema(names: tuple[str, ...]) -> Schema:
+def _merged(names: tuple[str, ...]):
     from importlib import resources
 
-    from bnlint.caffe.combine import merged_descriptor_set
+    from bnlint.caffe.combine import bvlc_fields, merged_descriptor_set
 
     folder = resources.files("bnlint.caffe").joinpath("dialects")
-    data = merged_descriptor_set([folder.joinpath(f"{n}.binpb").read_bytes() for n in names])
-    return Schema.from_descriptor_set(data, "+".join(names), f"{names[0]}.proto")
+    return merged_descriptor_set([folder.joinpath(f"{n}.binpb").read_bytes() for n in names],
+                                 bvlc_fields())
+
+
+@functools.cache
+def _combined_schema(names: tuple[str, ...]) -> Schema:
+    return Schema.from_descriptor_set(_merged(names)[0], "+".join(names), f"{names[0]}.proto")
+
+
+def field_conflicts(dialect: Dialect) -> tuple:
+    """The field numbers a combined dialect's forks give two meanings, and which meaning
+    its schema keeps (`bnlint.caffe.combine.FieldConflict`); none for a single one."""
+    return tuple(_merged(dialect.parts)[1]) if dialect.parts else ()
 
 
 def resolve_dialect(choice: str | Dialect | None) -> Dialect | None:

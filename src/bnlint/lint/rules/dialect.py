@@ -60,3 +60,83 @@ class DialectDetected(Rule):
         yield self.diag(ctx, message, start=offset,
                         end=offset + len(path.rsplit(".", 1)[-1]), dialect=dialect.name,
                         fields=paths, strong=detection.strong)
+
+
+@register_rule
+class DialectFieldConflict(Rule):
+    """The net's dialects give one field number two meanings: which one bnlint reads, and why.
+
+    A net read as a combination of forks (`frcnn+ceil`, detected or given with
+    `--dialect`) is read with one schema holding both forks' fields. Where the forks
+    number two different fields alike, the schema can hold only one: field 13 of
+    PoolingParameter is BVLC's `round_mode` (enum, kept by py-faster-rcnn's fork) in
+    one and `ceil_mode` (bool) in a ceil-mode fork. A fork's own field wins over
+    BVLC's at that number (the fork was joined for such fields); between two forks'
+    own fields the first-named fork's wins. The finding points at the first field of
+    the net with that number; the other meaning is then an unknown field (E002), and
+    binary files and weights are read with the chosen one.
+
+    Example (read as `frcnn+ceil`; `ceil_mode` takes number 13 from `round_mode`):
+        pooling_param { pool: MAX kernel_size: 3 stride: 2 ceil_mode: false }
+    """
+
+    code = "D002"
+    name = "dialect-field-conflict"
+    severity = Severity.INFO
+
+    def check_net(self, ctx):
+        from bnlint.caffe.combine import FIRST_FORK
+        from bnlint.caffe.dialects import field_conflicts
+
+        dialect = ctx.text_file.dialect
+        if dialect is None or not dialect.parts:
+            return
+        conflicts = field_conflicts(dialect)
+        if not conflicts:
+            return
+        by_field = {}
+        for conflict in conflicts:
+            by_field[(conflict.message, conflict.kept)] = conflict
+            by_field[(conflict.message, conflict.dropped)] = conflict
+        sites = _first_sites(ctx.text_file.tree, dialect.schema().descriptor("NetParameter"),
+                             set(by_field))
+        shown = set()
+        for (message, name), (path, offset) in sites.items():
+            conflict = by_field[(message, name)]
+            if conflict in shown:
+                continue
+            shown.add(conflict)
+            kept, dropped = (dialect.parts[conflict.kept_by], dialect.parts[conflict.dropped_by])
+            why = (f"the first-named dialect's; --dialect {dropped}+{kept} reads the other"
+                   if conflict.reason == FIRST_FORK
+                   else f"{kept}'s own field wins over BVLC's, which {dropped} keeps")
+            text = (f"field {conflict.number} of {message} is '{conflict.dropped}' in "
+                    f"{dropped} and '{conflict.kept}' in {kept}: read as "
+                    f"'{conflict.kept}' ({why})")
+            yield self.diag(ctx, text, start=offset, end=offset + len(name),
+                            dialect=dialect.name, message_type=message,
+                            number=conflict.number,
+                            kept=conflict.kept, dropped=conflict.dropped,
+                            reason=conflict.reason)
+
+
+def _first_sites(node, descriptor, wanted: set, path: str = "", sites=None) -> dict:
+    """(message, field) -> (path, offset of the first field of that name there), for
+    the wanted pairs, depth first in file order (unknown fields are not entered)."""
+    from bnlint.syntax.nodes import ListValue, Message
+
+    sites = {} if sites is None else sites
+    message = descriptor.full_name.split(".", 1)[-1]
+    for f in node.fields:
+        fpath = f"{path}.{f.name}" if path else f.name
+        key = (message, f.name)
+        if key in wanted and key not in sites:
+            sites[key] = (fpath, f.name_token.offset)
+        fd = descriptor.fields_by_name.get(f.name)
+        if fd is None or fd.message_type is None:
+            continue
+        items = f.value.items if isinstance(f.value, ListValue) else [f.value]
+        for item in items:
+            if isinstance(item, Message):
+                _first_sites(item, fd.message_type, wanted, fpath, sites)
+    return sites
