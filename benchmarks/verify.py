@@ -106,7 +106,8 @@ def main() -> int:
         print(f"skipped: {DEPLOY} not found (../shared is not next to this clone)")
         return 0
 
-    from bnlint.forward.verify import VerifyOptions, read_net, verify
+    from bnlint.caffe.netfile import load_net
+    from bnlint.forward.verify import CANNOT_VERIFY, VerifyOptions, verify
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep) if args.keep else Path(tmp)
@@ -116,7 +117,8 @@ def main() -> int:
         times, cpu = [], []
         for _ in range(args.repeat):
             started, cpu_started = time.perf_counter(), time.process_time()
-            report = verify(read_net(str(train_val)), read_net(str(DEPLOY)),
+            report = verify(load_net(str(train_val), refusal=CANNOT_VERIFY),
+                            load_net(str(DEPLOY), refusal=CANNOT_VERIFY),
                             VerifyOptions(trials=args.trials))
             times.append(time.perf_counter() - started)
             cpu.append(time.process_time() - cpu_started)

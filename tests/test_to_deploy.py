@@ -20,11 +20,12 @@ from bnlint.caffe.inputs import (find_inputs, infer_input_shapes, is_label_top,
                                  parse_shape_option)
 from bnlint.caffe.load import parse_text
 from bnlint.caffe.net import NetState, net_view
+from bnlint.caffe.netfile import reparse
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError
 from bnlint.files import read_text
 from bnlint.source import SourceFile
-from bnlint.transform import UnsafeRewriteError, reparse
+from bnlint.transform import UnsafeRewriteError
 from bnlint.transform.deploy import (DeployOptions, compare_deploy, layers_missing_weights,
                                      reference_input_shapes, to_deploy)
 from conftest import CORPUS, FIXTURES, needs_shared

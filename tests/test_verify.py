@@ -17,12 +17,12 @@ import pytest
 from conftest import CORPUS, FIXTURES, GOLDEN, needs_shared
 from bnlint.caffe.infer import infer_graph_shapes
 from bnlint.caffe.net import NetGraph, NetState
+from bnlint.caffe.netfile import load_net
 from bnlint.caffe.phase import Phase
 from bnlint.caffe.weights import read_weights, write_caffemodel
 from bnlint.errors import BnlintError
-from bnlint.forward.verify import (KIND_COMPUTES, KIND_MISSING, KIND_REWIRED,
-                                   TRAINED_BN_FACTOR, VerifyOptions, read_net, seeded_weights,
-                                   verify)
+from bnlint.forward.verify import (CANNOT_VERIFY, KIND_COMPUTES, KIND_MISSING, KIND_REWIRED,
+                                   TRAINED_BN_FACTOR, VerifyOptions, seeded_weights, verify)
 
 HERE = FIXTURES / "verify"
 TRAIN_VAL = HERE / "train_val.prototxt"
@@ -30,13 +30,18 @@ DEPLOY = HERE / "deploy.prototxt"
 SHAPES = {"data": (2, 3, 16, 16)}
 
 
+def _net(path: str):
+    """A net read as `bnlint verify` reads it."""
+    return load_net(path, refusal=CANNOT_VERIFY)
+
+
 def _verify(a, b, **options):
-    return verify(read_net(str(a)), read_net(str(b)), VerifyOptions(**options))
+    return verify(_net(str(a)), _net(str(b)), VerifyOptions(**options))
 
 
 def _weights(net_path, shapes, seed=7) -> dict:
     """Seeded weights of every parameterised layer, in the TRAIN and the TEST view."""
-    view = read_net(str(net_path)).view
+    view = _net(str(net_path)).view
     arrays = {}
     for phase in (Phase.TRAIN, Phase.TEST):
         graph = NetGraph(view, NetState(phase))
@@ -51,7 +56,7 @@ def _caffemodel(net_path, folder: Path, shapes, *, without=()) -> str:
     for name in without:
         arrays.pop(name)
     path = folder / "weights.caffemodel"
-    write_caffemodel(str(path), read_net(str(net_path)).view, arrays)
+    write_caffemodel(str(path), _net(str(net_path)).view, arrays)
     return str(path)
 
 
@@ -178,7 +183,7 @@ def test_reusing_identical_layers_changes_nothing():
 # --- seeded weights -----------------------------------------------------------------------
 
 def test_seeded_weights_look_trained():
-    view = read_net(str(TRAIN_VAL)).view
+    view = _net(str(TRAIN_VAL)).view
     graph = NetGraph(view, NetState())
     params = infer_graph_shapes(graph, SHAPES).params
     weights = seeded_weights(graph, params, 0)
@@ -342,7 +347,7 @@ PAIRS = [
 
 def _read_or_skip(path: Path):
     try:
-        return read_net(str(path))
+        return _net(str(path))
     except BnlintError as err:
         pytest.skip(f"needs the fork dialects work: {err.message[:120]}")
 
@@ -390,7 +395,7 @@ def test_to_deploy_output_is_equivalent_to_its_source(train, shapes, run_cli, tm
     shape_args = [f"--input-shape={name}={','.join(map(str, s))}" for name, s in shapes.items()]
     code, _, err = run_cli("to-deploy", str(train), "-o", str(out), *shape_args)
     assert code == 0, err
-    a, b = _read_or_skip(Path(train)), read_net(str(out))
+    a, b = _read_or_skip(Path(train)), _net(str(out))
     report = verify(a, b, VerifyOptions(trials=1, input_shapes=shapes))
     assert report.equivalent, report.divergence
 

@@ -72,9 +72,8 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
     becomes one Scale layer with bias. The result is checked with the forward on
     seeded inputs before anything is written.
     """
-    from bnlint.caffe.load import parse_text
-    from bnlint.caffe.weights import read_weights
-    from bnlint.files import Outputs, read_text
+    from bnlint.caffe.netfile import load_net
+    from bnlint.files import Outputs
     from bnlint.transform.fold import AS_SCALE, CONVERTED, FOLDED, KEPT, fold
 
     choice = check_dialect_options(dialect, proto) or "auto"
@@ -90,10 +89,10 @@ def command(net_path: str, weights_path: str | None, output: str, weights_out: s
     outputs.check(output)
     if draw_path:
         outputs.check(draw_path)
-    text_file = parse_text(read_text(net_path), dialect=choice)
-    # In the net's dialect: a fork's BlobProto may carry fields BVLC's lacks.
-    schema = text_file.dialect.schema() if text_file.dialect is not None else None
-    weights = read_weights(weights_path, schema)
+    # Fork fields are kept as written (a text rewrite); the weights are read in the
+    # net's dialect.
+    net = load_net(net_path, weights_path, dialect=choice, refusal=None)
+    text_file, weights = net.text, net.weights
     result = fold(text_file, weights, keep_unfoldable=keep_unfoldable, verify=not no_verify,
                   input_shapes=input_shapes, seed=seed, to_dialect=to_dialect)
     plan = result.plan

@@ -49,9 +49,9 @@ def command(train_path, output, stages, phase, input_shapes, batch, no_softmax, 
     are taken from DEPLOY unless given.
     """
     from bnlint.caffe.load import parse_text
+    from bnlint.caffe.netfile import reparse
     from bnlint.caffe.phase import Phase
     from bnlint.files import Outputs, read_text, write_atomic
-    from bnlint.transform import reparse
     from bnlint.transform.deploy import DeployOptions, compare_deploy, to_deploy
 
     for target in (output, draw_path):

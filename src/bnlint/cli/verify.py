@@ -151,7 +151,8 @@ def command(net_a: str, net_b: str, weights: str | None, weights_a: str | None,
     when the cause is a known one, says so. Exit 0 equivalent, 1 not, 2 bad input.
     """
     from bnlint.caffe.phase import Phase
-    from bnlint.forward.verify import VerifyOptions, read_net, verify
+    from bnlint.caffe.netfile import load_net
+    from bnlint.forward.verify import CANNOT_VERIFY, VerifyOptions, verify
 
     if weights and (weights_a or weights_b):
         raise click.UsageError("give either --weights for both nets or --weights-a and "
@@ -159,7 +160,7 @@ def command(net_a: str, net_b: str, weights: str | None, weights_a: str | None,
     if bool(weights_a) != bool(weights_b):
         raise click.UsageError("--weights-a and --weights-b go together (one .caffemodel "
                                "for both nets: --weights)")
-    a, b = read_net(net_a), read_net(net_b)
+    a, b = load_net(net_a, refusal=CANNOT_VERIFY), load_net(net_b, refusal=CANNOT_VERIFY)
     options = VerifyOptions(phase_a=Phase.parse(phase_a), trials=trials, seed=seed,
                             rtol=rtol, atol=atol, input_shapes=input_shapes, outputs=outputs)
     if weights:

@@ -23,7 +23,7 @@ import numpy as np
 
 from bnlint.caffe import shapes as shape_rules
 from bnlint.caffe.net import DATA_LAYER_TYPES, LayerView, NetGraph, NetState, NetView, layer_phase
-from bnlint.errors import BnlintError, ForwardError, SchemaError, WeightsError
+from bnlint.errors import BnlintError, ForwardError, WeightsError
 from bnlint.forward.ops.base import overwriting
 from bnlint.forward import ops as _ops  # noqa: F401  (registers every op)
 from bnlint.forward.fillers import LazyRng, blobs_from_fillers, dummy_data_tops
@@ -422,7 +422,7 @@ def load_network(net_path: str, weights_path: str | None = None, *,
                  input_shapes: Mapping[str, Sequence[int]] | None = None,
                  seed: int = 0, drop_losses: bool = False, text=None,
                  given: Iterable[str] = (), wanted: Iterable[str] = ()) -> Network:
-    """Read a net file (and its weights) and build its Network.
+    """Read a net file (and its weights) with `caffe.netfile.load_net` and build its Network.
 
     `text`: the file already parsed (`caffe.load.parse_text`), so it is not read twice.
 
@@ -434,25 +434,11 @@ def load_network(net_path: str, weights_path: str | None = None, *,
     refused: those fields would be dropped and the forward would silently differ.
     """
     from bnlint.caffe.inputs import with_inferred_inputs
-    from bnlint.caffe.load import parse_text
-    from bnlint.caffe.net import net_view
-    from bnlint.files import read_text
+    from bnlint.caffe.netfile import load_net
 
-    if text is None:
-        text = parse_text(read_text(net_path))
-    if text.problems:
-        first = text.problems[0]
-        more = f" (and {len(text.problems) - 1} more)" if len(text.problems) > 1 else ""
-        raise SchemaError(f"{first.message}{more}; the forward would ignore it, so bnlint "
-                          f"refuses to run this net", source=text.source, offset=first.start)
-    weights = None
-    if weights_path is not None:
-        from bnlint.caffe.weights import read_weights
-
-        # Read in the net's dialect: a fork's BlobProto may carry fields BVLC's lacks.
-        dialect = getattr(text, "dialect", None)
-        weights = read_weights(weights_path, dialect.schema() if dialect else None)
-    view = net_view(text)
+    net = load_net(net_path, weights_path, text=text)
+    text, weights = net.text, net.weights
+    view = net.view
     notes: list[str] = []
     if drop_losses:
         from bnlint.forward.labels import select_losses

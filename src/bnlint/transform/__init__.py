@@ -27,20 +27,6 @@ class UnsafeRewriteError(RuntimeError):
     """A rewrite's output failed its safety check; nothing was written."""
 
 
-def reparse(text_file, text: str):
-    """New text of a file, parsed as the original was: same kind, same dialect.
-
-    Detecting the dialect again could pick another schema once a rewrite removed
-    the fork fields that decided it, and messages of two schemas do not compare.
-    """
-    from bnlint.caffe.load import parse_text
-    from bnlint.source import SourceFile
-
-    dialect = getattr(text_file, "dialect", None)
-    extra = {"dialect": dialect} if dialect is not None else {}
-    return parse_text(SourceFile(text_file.path, text), kind=text_file.kind, **extra)
-
-
 @dataclass(frozen=True)
 class Style:
     """How the file writes blocks: the indentation step and the newline."""

@@ -34,12 +34,13 @@ from google.protobuf import text_format
 
 from bnlint.caffe import upgrade as caffe_upgrade
 from bnlint.caffe.load import NET, SOLVER, TextFile
+from bnlint.caffe.netfile import reparse
 from bnlint.errors import BnlintError, ParseError
 from bnlint.syntax.edits import (Edit, Locator, apply_edits, indentation_of, insert_after,
                                  insert_before, insert_into, remove_fields, replace_value)
 from bnlint.syntax.nodes import Document, Field, ListValue, Message, Scalar
 from bnlint.transform import (UnsafeRewriteError, block, detect_style, input_layer_body,
-                              is_multiline, quote, reparse)
+                              is_multiline, quote)
 
 _PARAM_SPEC_SOURCES = ("param", "blob_share_mode", "blobs_lr", "weight_decay")
 _DATA_PARAMS = {"DATA": "data_param", "IMAGE_DATA": "image_data_param",

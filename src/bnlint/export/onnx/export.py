@@ -76,8 +76,7 @@ def _with_batch(shapes: Mapping[str, tuple], batch: int) -> dict[str, tuple]:
 def _folded(text_file, weights, shapes):
     """(view, weights, sites, renamed) of the folded net; renamed maps each producer a
     BatchNorm folded into to the last layer folded into it."""
-    from bnlint.caffe.load import parse_text
-    from bnlint.source import SourceFile
+    from bnlint.caffe.netfile import reparse
     from bnlint.transform.fold import FOLDED, plan_fold
 
     try:
@@ -85,8 +84,7 @@ def _folded(text_file, weights, shapes):
     except BnlintError as err:
         raise type(err)(f"{err.message} (or export without folding: --no-fold)",
                         path=err.path, offset=err.offset, source=err.source) from None
-    extra = {"dialect": plan.dialect} if plan.dialect is not None else {}
-    folded_text = parse_text(SourceFile(text_file.path, plan.text), **extra)
+    folded_text = reparse(text_file, plan.text, plan.dialect)
     view = net_view(folded_text)
     renamed: dict[str, str] = {}
     for site in plan.sites:

@@ -45,6 +45,7 @@ import numpy as np
 
 from bnlint.caffe.infer import infer_graph_shapes
 from bnlint.caffe.net import NetGraph, NetState
+from bnlint.caffe.netfile import NetFile
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError
 from bnlint.forward.executor import Network
@@ -54,9 +55,9 @@ from bnlint.forward.verify.pairing import (is_source, pair_outputs, prune, share
                                            trial_inputs, with_unproduced_inputs)
 from bnlint.forward.verify.report import (DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_TRIALS,
                                           KIND_COMPUTES, KIND_EXTRA, KIND_LOAD, KIND_MISSING,
-                                          KIND_REWIRED, MIN_BATCH, Arrays, Divergence, NetFile,
-                                          OutputResult, Shape, VerifyOptions, VerifyReport,
-                                          read_net)
+                                          KIND_REWIRED, MIN_BATCH, CANNOT_VERIFY, Arrays,
+                                          Divergence, OutputResult, Shape, VerifyOptions,
+                                          VerifyReport)
 from bnlint.forward.verify.reuse import forward_key, link_twins
 from bnlint.forward.verify.weights import (TRAINED_BN_FACTOR, complete_weights, layer_rng,
                                            realistic_blobs, seeded_weights)
@@ -207,6 +208,6 @@ def _record(network: Network, inputs: Mapping[str, np.ndarray], tick: Callable) 
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "DEFAULT_TRIALS", "KIND_COMPUTES", "KIND_EXTRA",
            "KIND_LOAD", "KIND_MISSING", "KIND_REWIRED", "MIN_BATCH", "TRAINED_BN_FACTOR",
-           "Divergence", "NetFile", "OutputResult", "VerifyOptions", "VerifyReport",
-           "compare_blob", "forward_key", "layer_rng", "read_net", "realistic_blobs",
+           "CANNOT_VERIFY", "Divergence", "OutputResult", "VerifyOptions", "VerifyReport",
+           "compare_blob", "forward_key", "layer_rng", "realistic_blobs",
            "seeded_weights", "verify"]

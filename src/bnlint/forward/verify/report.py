@@ -7,9 +7,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from bnlint.caffe.net import NetView
 from bnlint.caffe.phase import Phase
-from bnlint.errors import SchemaError
 
 Shape = tuple[int, ...]
 Arrays = Mapping[str, Sequence[np.ndarray]]
@@ -18,37 +16,8 @@ DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-5
 DEFAULT_TRIALS = 3
 MIN_BATCH = 2
-
-
-@dataclass
-class NetFile:
-    """A net file read for verifying: its view and source (for error positions)."""
-
-    path: str
-    view: NetView
-    source: object = None
-    dialect: object = None       # the fork dialect the net was read in, if any
-
-    def read_weights(self, path: str):
-        """A .caffemodel read in this net's dialect (a fork's BlobProto may carry more fields)."""
-        from bnlint.caffe.weights import read_weights
-
-        return read_weights(path, self.dialect.schema() if self.dialect else None)
-
-
-def read_net(path: str) -> NetFile:
-    """Parse a net file; fork fields the schema does not know are refused, as `forward` does."""
-    from bnlint.caffe.load import parse_text
-    from bnlint.caffe.net import net_view
-    from bnlint.files import read_text
-
-    text = parse_text(read_text(path))
-    if text.problems:
-        first = text.problems[0]
-        more = f" (and {len(text.problems) - 1} more)" if len(text.problems) > 1 else ""
-        raise SchemaError(f"{first.message}{more}; the forward would ignore it, so bnlint "
-                          f"cannot verify this net", source=text.source, offset=first.start)
-    return NetFile(path, net_view(text), text.source, getattr(text, "dialect", None))
+#: What verify says of a net the schema does not fully understand (`load_net`'s refusal).
+CANNOT_VERIFY = "cannot verify this net"
 
 
 @dataclass

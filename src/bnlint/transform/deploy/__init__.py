@@ -50,10 +50,11 @@ from __future__ import annotations
 
 from bnlint.caffe.load import NET, TextFile
 from bnlint.caffe.net import NetGraph, NetState, net_view
+from bnlint.caffe.netfile import reparse
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError, ParseError
 from bnlint.syntax.edits import apply_edits
-from bnlint.transform import UnsafeRewriteError, collapse_blank_lines, reparse
+from bnlint.transform import UnsafeRewriteError, collapse_blank_lines
 from bnlint.transform.deploy.compare import (INPUT_KEY, caffemodel_blob_counts, compare_deploy,
                                              layers_missing_weights, reference_input_shapes)
 from bnlint.transform.deploy.options import DeployOptions, DeployResult, Shape

@@ -56,8 +56,8 @@ def fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], *,
 
     plan = plan_fold(text_file, weights, keep_unfoldable=keep_unfoldable,
                      input_shapes=input_shapes, to_dialect=to_dialect)
-    check_stable(plan, text_file.path, keep_unfoldable)
-    out_view = parse_view(plan.text, text_file.path, plan.dialect)
+    check_stable(plan, text_file, keep_unfoldable)
+    out_view = parse_view(text_file, plan.text, plan.dialect)
     data = caffemodel_bytes(out_view, plan.arrays)
     verification = None
     if verify:

@@ -15,9 +15,10 @@ import numpy as np
 
 from bnlint.caffe.layers import ROLE_SELECTION, types_with
 from bnlint.caffe.net import LayerView, net_view
+from bnlint.caffe.netfile import reparse
 from bnlint.errors import EXIT_FINDINGS, BnlintError
 from bnlint.transform import UnsafeRewriteError
-from bnlint.transform.fold.plan import Planner, parse_text_file
+from bnlint.transform.fold.plan import Planner
 from bnlint.transform.fold.sites import (AS_SCALE, CONVERTED, FOLDED, KEPT, TEST_STATE,
                                          FoldPlan, Site)
 
@@ -77,7 +78,7 @@ def verify_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], plan: Fo
     """
     from bnlint.forward.executor import Network
 
-    out_file = parse_text_file(plan.text, text_file.path, plan.dialect)
+    out_file = reparse(text_file, plan.text, plan.dialect)
     try:
         reference = Network(net_view(text_file), TEST_STATE, weights,
                             input_shapes=input_shapes, seed=seed, source=text_file.source)
@@ -228,9 +229,10 @@ def _amplified_message(reference, folded, inputs, sites, output: str, result) ->
             f"writes it anyway)")
 
 
-def check_stable(plan: FoldPlan, path: str, keep_unfoldable: bool) -> None:
+def check_stable(plan: FoldPlan, text_file, keep_unfoldable: bool) -> None:
     """A second fold of the output finds nothing to do, and the output wires as Caffe needs."""
-    out_file = parse_text_file(plan.text, path, plan.dialect)
+    path = text_file.path
+    out_file = reparse(text_file, plan.text, plan.dialect)
     again = Planner(out_file, plan.arrays, None, keep_unfoldable)
     try:
         again.plan()

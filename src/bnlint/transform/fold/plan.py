@@ -18,6 +18,7 @@ from bnlint.caffe.infer import infer_graph_shapes
 from bnlint.caffe.layers.batchnorm import BVLC_FORM, NVCAFFE_FIELDS, NVCAFFE_LAYER_FIELDS
 from bnlint.caffe.net import (Blob, LayerView, NetGraph, NetState, NetView, layer_included,
                               net_view)
+from bnlint.caffe.netfile import reparse
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError
 from bnlint.syntax.edits import apply_edits
@@ -322,7 +323,7 @@ def plan_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], *,
     dialect = getattr(text_file, "dialect", None)
     if target is not None:
         dialect = _written_dialect(planner, text, target) or dialect
-    out_view = parse_view(text, text_file.path, dialect)
+    out_view = parse_view(text_file, text, dialect)
     arrays = planner.arrays(out_view)
     return FoldPlan(planner.sites, text, arrays, planner.warnings, dialect)
 
@@ -346,7 +347,7 @@ def _written_dialect(planner: Planner, text: str, target):
     """`target` when the new text is all in its schema; else None (it is read in the
     input's dialect, so the fields left still mean what they meant) and a warning.
     A fork field the fold removes from the layers it wrote, still there, is a bug: raised."""
-    out = parse_text_file(text, planner.text_file.path, target)
+    out = reparse(planner.text_file, text, target)
     if not out.problems:
         return target
     view = net_view(out)
@@ -390,18 +391,10 @@ def _check_deploy(view: NetView, text_file) -> None:
                           path=text_file.path)
 
 
-def parse_text_file(text: str, path: str, dialect=None):
-    """The new text, in `dialect` (None: detected from its fields)."""
-    from bnlint.caffe.load import parse_text
-    from bnlint.source import SourceFile
-
-    extra = {"dialect": dialect} if dialect is not None else {}
-    return parse_text(SourceFile(path, text), **extra)
-
-
-def parse_view(text: str, path: str, dialect=None) -> NetView:
+def parse_view(text_file, text: str, dialect=None) -> NetView:
+    """The folded text's view, read in `dialect` (None: the input's)."""
     try:
-        return net_view(parse_text_file(text, path, dialect))
+        return net_view(reparse(text_file, text, dialect))
     except BnlintError as err:
-        raise UnsafeRewriteError(f"the folded text of {path} does not parse ({err}); this is "
-                                 f"a bug in bnlint, nothing was written") from None
+        raise UnsafeRewriteError(f"the folded text of {text_file.path} does not parse ({err}); "
+                                 f"this is a bug in bnlint, nothing was written") from None
