@@ -618,3 +618,51 @@ def test_no_conflict_finding_for_a_single_dialect_or_unused_fields():
     result = lint_source(SourceFile("n.prototxt", roi_only),
                          LintConfig(select=("D002",), dialect="frcnn+ceil"))
     assert not result.diagnostics
+
+
+# --- combinations wherever a dialect is named -------------------------------------------
+
+@pytest.mark.parametrize("name", ["frcnn+ceil", "ceil+frcnn", "shufflenet+frcnn+ceil",
+                                  "ssd+ceil"])
+def test_non_clashing_combinations_are_accepted(name, tmp_path):
+    from bnlint.caffe.dialects import check_dialect_name
+
+    assert check_dialect_name(name) == name
+    assert get_dialect(name).parts == tuple(name.split("+"))
+    assert config_from_table({"dialect": name}, str(tmp_path / "pyproject.toml")).dialect \
+        == name
+
+
+@pytest.mark.parametrize("name,message", [
+    ("frcn+ceil", r"unknown dialect 'frcn' in 'frcn\+ceil'; did you mean 'frcnn\+ceil'\?"),
+    ("frcnn+ceill", r"unknown dialect 'ceill' in 'frcnn\+ceill'; did you mean 'frcnn\+ceil'"),
+    ("bvcl", r"unknown dialect 'bvcl'; did you mean 'bvlc'\?"),
+    ("bvlc+ceil", r"'bvlc' in 'bvlc\+ceil' is BVLC's schema"),
+    ("ceil+ceil", r"names a fork twice; did you mean 'ceil'\?"),
+    ("frcnn+", r"unknown dialect 'frcnn\+'; did you mean 'frcnn'\?"),
+    # R-FCN's pre_fixed_normalizer and SegNet's class_weighting are both LossParameter 4
+    ("segnet+frcnn", r"segnet and frcnn give field 4 of LossParameter two meanings .* "
+                     r"the nearest: 'segnet'"),
+    ("frcnn+segnet+ceil", r"the nearest: 'frcnn\+ceil'"),
+])
+def test_unknown_or_clashing_combinations_are_refused_naming_the_nearest(name, message):
+    from bnlint.caffe.dialects import check_dialect_name
+
+    with pytest.raises(BnlintError, match=message):
+        check_dialect_name(name)
+    with pytest.raises(BnlintError, match=message):
+        config_from_table({"dialect": name}, "pyproject.toml")
+
+
+def test_the_cli_takes_a_combination_and_refuses_a_clash(tmp_path, run_cli):
+    net = tmp_path / "n.prototxt"
+    net.write_text(COMBINED_NET)
+    code, out, err = run_cli("check", "--dialect", "frcnn+ceil", "--select", "D002,E002",
+                             "--format", "json", str(net))
+    rows = json.loads(out)["findings"]
+    assert code == 0 and [r["code"] for r in rows] == ["D002"], err
+    code, _, err = run_cli("check", "--dialect", "segnet+frcnn", str(net))
+    assert code == 2 and "the nearest: 'segnet'" in err and "Traceback" not in err
+    (tmp_path / "pyproject.toml").write_text('[tool.bnlint]\ndialect = "frcnn+ceill"\n')
+    code, _, err = run_cli("check", str(net))
+    assert code == 2 and "did you mean 'frcnn+ceil'?" in err

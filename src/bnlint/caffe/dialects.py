@@ -152,14 +152,64 @@ def dialect_names() -> tuple[str, ...]:
 
 def get_dialect(name: str) -> Dialect:
     """A bundled dialect by name; "frcnn+ceil" combines forks (see `combine`)."""
-    if "+" in name and all(part in DIALECTS and DIALECTS[part].fork
-                           for part in name.split("+")):
+    check_dialect_name(name)
+    if name == AUTO:
+        raise BnlintError(f"{AUTO!r} is no dialect: the net decides")
+    if "+" in name:
         return combine(tuple(name.split("+")))
-    try:
-        return DIALECTS[name]
-    except KeyError:
-        raise BnlintError(f"unknown dialect {name!r} (one of {AUTO}, "
-                          f"{', '.join(DIALECTS)})") from None
+    return DIALECTS[name]
+
+
+def check_dialect_name(name: str) -> str:
+    """`name` when it is "auto", a bundled dialect, or bundled forks joined with `+`
+    whose own fields do not take one number (frcnn+ceil: ceil_mode over BVLC's
+    round_mode is a rule, not a clash); else a BnlintError naming the nearest."""
+    if name == AUTO or name in DIALECTS:
+        return name
+    parts = name.split("+")
+    if len(parts) == 1 or not all(parts):
+        raise BnlintError(f"unknown dialect {name!r}{_nearest(name, (AUTO, *DIALECTS))} "
+                          f"(one of {AUTO}, {', '.join(DIALECTS)}, or forks joined with "
+                          f"'+', e.g. frcnn+ceil)")
+    forks = [d.name for d in FORKS]
+    unknown = [part for part in parts if part not in DIALECTS]
+    if unknown:
+        guess = "+".join(_closest(part, forks) or part for part in parts)
+        hint = f"; did you mean {guess!r}?" if guess != name and guess not in unknown else ""
+        raise BnlintError(f"unknown dialect {unknown[0]!r} in {name!r}{hint} (forks that "
+                          f"combine: {', '.join(forks)})")
+    plain = [part for part in parts if not DIALECTS[part].fork]
+    if plain:
+        raise BnlintError(f"{plain[0]!r} in {name!r} is BVLC's schema, which every fork "
+                          f"already extends; only forks combine ({', '.join(forks)})")
+    if len(set(parts)) != len(parts):
+        unique = "+".join(dict.fromkeys(parts))
+        raise BnlintError(f"dialect {name!r} names a fork twice; did you mean {unique!r}?")
+    from bnlint.caffe.combine import FIRST_FORK
+
+    clashes = [c for c in field_conflicts(combine(tuple(parts))) if c.reason == FIRST_FORK]
+    if clashes:
+        clash = clashes[0]
+        first, second = parts[clash.kept_by], parts[clash.dropped_by]
+        nearest = "+".join(p for p in parts if p != second)
+        raise BnlintError(
+            f"dialect {name!r}: {first} and {second} give field {clash.number} of "
+            f"{clash.message} two meanings of their own ('{clash.kept}' and "
+            f"'{clash.dropped}'), so no one schema reads both; the nearest: {nearest!r}, "
+            f"or your fork's own caffe.proto with --proto")
+    return name
+
+
+def _closest(name: str, choices) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return found[0] if found else None
+
+
+def _nearest(name: str, choices) -> str:
+    found = _closest(name, choices)
+    return f"; did you mean {found!r}?" if found else ""
 
 
 @functools.cache
@@ -226,12 +276,10 @@ def dialect_for_schema(schema: Schema) -> Dialect:
     for d in FORKS:
         if schema.name == d.name and schema is d.schema():
             return d
-    if "+" in schema.name:
-        try:
-            combined = get_dialect(schema.name)
-        except BnlintError:
-            combined = None
-        if combined is not None and combined.schema() is schema:
+    parts = tuple(schema.name.split("+"))
+    if len(parts) > 1 and all(p in DIALECTS and DIALECTS[p].fork for p in parts):
+        combined = combine(parts)     # detected combinations may clash: no name check
+        if combined.schema() is schema:
             return combined
     return Dialect(schema.name, f"the schema {schema.name}", lambda: schema)
 

@@ -20,12 +20,27 @@ def dialect_options(fn):
     fn = click.option("--proto", "proto", type=click.Path(dir_okay=False), metavar="FILE",
                       help="Read nets with this caffe.proto: your fork's own schema "
                            "(compiled at run time; needs pip install 'bnlint[proto]').")(fn)
-    fn = click.option("--dialect", type=click.Choice((AUTO, *dialect_names())),
+    fn = click.option("--dialect", type=DialectName(), metavar="|".join((AUTO,
+                                                                      *dialect_names())),
                       help="The Caffe the net is for. auto (default): a fork's when "
                            "the net has fields only that fork's schema knows, else "
                            "portable; portable, bvlc and legacy use BVLC's schema; the "
-                           "others are forks.")(fn)
+                           "others are forks, which combine with + (frcnn+ceil).")(fn)
     return fn
+
+
+class DialectName(click.ParamType):
+    """A --dialect value: a bundled name or forks joined with + (checked, exit 2)."""
+
+    name = "dialect"
+
+    def convert(self, value, param, ctx):
+        from bnlint.caffe.dialects import check_dialect_name
+
+        try:
+            return check_dialect_name(value)
+        except BnlintError as err:
+            self.fail(err.message, param, ctx)
 
 
 def check_dialect_options(dialect: str | None, proto: str | None):

@@ -176,9 +176,12 @@ def config_from_table(table: dict, where: str) -> LintConfig:
         return selectors(value, f"'{key}'", where)
 
     dialect = table.get("dialect", dialects.AUTO)
-    if dialect not in dialect_names():
-        raise BnlintError(f"unknown dialect {dialect!r} (one of {', '.join(dialect_names())})",
-                          path=where)
+    if not isinstance(dialect, str):
+        raise BnlintError("'dialect' must be a dialect name", path=where)
+    try:
+        dialects.check_dialect_name(dialect)
+    except BnlintError as err:
+        raise BnlintError(err.message, path=where) from None
     proto = table.get("proto")
     if proto is not None:
         if not isinstance(proto, str) or not proto:

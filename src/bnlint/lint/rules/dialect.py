@@ -72,7 +72,8 @@ class DialectFieldConflict(Rule):
     PoolingParameter is BVLC's `round_mode` (enum, kept by py-faster-rcnn's fork) in
     one and `ceil_mode` (bool) in a ceil-mode fork. A fork's own field wins over
     BVLC's at that number (the fork was joined for such fields); between two forks'
-    own fields the first-named fork's wins. The finding points at the first field of
+    own fields (a clash `--dialect` refuses, which detection may still meet) the first
+    fork's wins. The finding points at the first field of
     the net with that number; the other meaning is then an unknown field (E002), and
     binary files and weights are read with the chosen one.
 
@@ -107,7 +108,8 @@ class DialectFieldConflict(Rule):
                 continue
             shown.add(conflict)
             kept, dropped = (dialect.parts[conflict.kept_by], dialect.parts[conflict.dropped_by])
-            why = (f"the first-named dialect's; --dialect {dropped}+{kept} reads the other"
+            why = (f"the first fork's, as detected; both are forks' own fields, so "
+                   f"--dialect refuses this pair: give your fork's caffe.proto with --proto"
                    if conflict.reason == FIRST_FORK
                    else f"{kept}'s own field wins over BVLC's, which {dropped} keeps")
             text = (f"field {conflict.number} of {message} is '{conflict.dropped}' in "
