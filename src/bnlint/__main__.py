@@ -65,7 +65,35 @@ def run() -> None:
             signal.signal(getattr(signal, name), _quit)
     from bnlint.cli import main
 
-    main()
+    try:
+        main()
+    except SystemExit as exc:
+        _exit(exc)
+
+
+def _exit(exc: SystemExit) -> None:
+    """End the process without Python's teardown, which frees every module and object
+    one by one: ~10 ms after check's imports, ~25 ms with SENet-154's tree and
+    message alive, where the OS frees it all at once. Only when everything printed
+    has been flushed and no thread of ours is still working; otherwise (and for an
+    exit with a message) the usual way out."""
+    import sys
+
+    code = exc.code
+    if code is not None and not isinstance(code, int):
+        raise exc
+    threading = sys.modules.get("threading")    # no threads of ours when not imported
+    if threading is not None and any(t.is_alive() and not t.daemon
+                                     for t in threading.enumerate()
+                                     if t is not threading.main_thread()):
+        raise exc
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        raise exc from None     # Python reports it and sets the exit status as usual
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":
