@@ -9,56 +9,26 @@ import numpy as np
 
 from bnlint.caffe.layers.batchnorm import uses_global_stats
 from bnlint.caffe.net import LayerView, NetState, layer_phase
+from bnlint.caffe.semantics import normal_form
 from bnlint.forward.executor import Network
-
 
 # Fields of a LayerParameter that do not change its forward once it is included and
 # its blobs are given (they name, wire, filter or train the layer).
 NOT_FORWARD_FIELDS = ("name", "bottom", "top", "param", "include", "exclude", "blobs",
-                       "loss_weight", "propagate_down", "phase")
+                      "loss_weight", "propagate_down", "phase")
 
 
 def forward_key(lv: LayerView, state: NetState) -> tuple[int, bytes]:
     """What a layer's forward depends on besides its blobs and bottoms, as comparable bytes.
 
-    Names, wiring, rules, training settings and fillers (the blobs are given) are
-    dropped; fields at their default are dropped too, and BatchNorm's
-    `use_global_stats` is replaced by its effective value, so a deploy that spells
-    out a default matches the train net that leaves it implicit.
+    Names, wiring, rules and training settings are dropped; the rest is compared in
+    `caffe.semantics`' normal form (no fillers, defaults dropped, BatchNorm's
+    `use_global_stats` as its effective value), so a deploy that spells out a default
+    matches the train net that leaves it implicit.
     """
-    msg = type(lv.message)()
-    msg.CopyFrom(lv.message)
-    fields = msg.DESCRIPTOR.fields_by_name
-    for name in NOT_FORWARD_FIELDS:
-        if name in fields:
-            msg.ClearField(name)
-    _normalise(msg)
     phase = layer_phase(lv, state)
-    if lv.type == "BatchNorm":
-        param = msg.batch_norm_param
-        param.use_global_stats = global_stats_in(lv, state)
-        param.ClearField("moving_average_fraction")
+    msg = normal_form(lv.message, phase, NOT_FORWARD_FIELDS)
     return int(phase), msg.SerializePartialToString(deterministic=True)
-
-
-def _normalise(msg) -> None:
-    """Drop fillers, `engine` (CAFFE or CUDNN: one NumPy forward here) and fields set to
-    their default value, recursively."""
-    for fd, value in msg.ListFields():
-        if fd.name == "engine":
-            msg.ClearField(fd.name)
-        elif fd.message_type is not None:
-            if fd.message_type.name == "FillerParameter":
-                msg.ClearField(fd.name)
-            elif fd.is_repeated:
-                for item in value:
-                    _normalise(item)
-            else:
-                _normalise(value)
-                if not value.ListFields():
-                    msg.ClearField(fd.name)
-        elif not fd.is_repeated and value == fd.default_value:
-            msg.ClearField(fd.name)
 
 
 def global_stats_in(lv: LayerView, state: NetState) -> bool:

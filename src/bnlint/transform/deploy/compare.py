@@ -9,20 +9,16 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from bnlint.caffe import inputs as net_inputs
 from bnlint.caffe import known
-from bnlint.caffe.layers.batchnorm import uses_global_stats
 from bnlint.caffe.load import TextFile
 from bnlint.caffe.messages import INVALID_VALUE, UNKNOWN_FIELD
 from bnlint.caffe.net import LayerView, NetGraph, NetState, net_view, rule_matches
 from bnlint.caffe.phase import Phase
+from bnlint.caffe.semantics import normal_form, normalize
 from bnlint.errors import BnlintError, WeightsError
 from bnlint.syntax.nodes import iter_tokens, walk_fields
 from bnlint.transform import quote
 from bnlint.transform.deploy.options import Shape
 
-# Fields whose presence matters even at their default value (Caffe asks has_*()).
-_PRESENCE_MATTERS = frozenset({"pad_h", "pad_w", "kernel_h", "kernel_w", "stride_h",
-                               "stride_w", "slice_dim", "concat_dim", "phase",
-                               "use_global_stats"})
 INPUT_KEY = "<Input>"
 
 
@@ -103,22 +99,15 @@ def _semantics(text_file: TextFile, state: NetState) -> _NetSemantics:
                 continue
         elif any(rule_matches(r, state) for r in layer.exclude):
             continue
-        norm = type(layer)()
-        norm.CopyFrom(layer)
-        for name in ("include", "exclude", "param", "blobs"):
-            norm.ClearField(name)
-        if norm.type == "BatchNorm":
-            bn = norm.batch_norm_param
-            phase = norm.phase if norm.HasField("phase") else state.phase
-            bn.use_global_stats = uses_global_stats(norm, phase)
-            bn.ClearField("moving_average_fraction")
-        if norm.type == "Input":
+        phase = layer.phase if layer.HasField("phase") else state.phase
+        dropped = ("include", "exclude", "param", "blobs")
+        if layer.type == "Input":
             inputs += 1
             key = INPUT_KEY if inputs == 1 else f"<Input {inputs}>"
-            norm.ClearField("name")
+            dropped += ("name",)
         else:
-            key = norm.name
-        _normalize(norm)
+            key = layer.name
+        norm = normal_form(layer, phase, dropped)
         flat = _flatten(norm)
         flat.update(forks.get(layer.name, {}) if norm.type != "Input" else {})
         if key in layers:
@@ -129,37 +118,8 @@ def _semantics(text_file: TextFile, state: NetState) -> _NetSemantics:
     net.CopyFrom(upgraded)
     for name in ("layer", "name", "state"):
         net.ClearField(name)
-    _normalize(net)
+    normalize(net)
     return _NetSemantics(_flatten(net), layers, order)
-
-
-# Repeated fields Caffe reads with an implicit default when empty (base_conv_layer.cpp:
-# an empty `stride` is 1, an empty `pad` 0, an empty `dilation` 1).
-_REPEATED_DEFAULTS = {("ConvolutionParameter", "stride"): [1],
-                      ("ConvolutionParameter", "pad"): [0],
-                      ("ConvolutionParameter", "dilation"): [1]}
-
-
-def _normalize(message) -> None:
-    """Drop fillers, values written at their default, and blocks left empty."""
-    for fd, value in list(message.ListFields()):
-        if fd.is_repeated and fd.message_type is None and \
-                _REPEATED_DEFAULTS.get((message.DESCRIPTOR.name, fd.name)) == list(value):
-            message.ClearField(fd.name)
-        elif fd.name == "engine":
-            message.ClearField(fd.name)
-        elif fd.message_type is not None:
-            if fd.message_type.name == "FillerParameter":
-                message.ClearField(fd.name)
-                continue
-            subs = list(value) if fd.is_repeated else [value]
-            for sub in subs:
-                _normalize(sub)
-            if not fd.is_repeated and not value.ListFields():
-                message.ClearField(fd.name)
-        elif not fd.is_repeated and fd.name not in _PRESENCE_MATTERS and \
-                value == fd.default_value:
-            message.ClearField(fd.name)
 
 
 def _flatten(message, prefix: str = "", out: dict[str, str] | None = None) -> dict[str, str]:
