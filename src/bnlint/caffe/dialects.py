@@ -106,7 +106,8 @@ _DIALECTS = (
             bn_stats_masked=False, bn_eps_floor=False, source="proto/caffe.proto"),
     Dialect("ssd", "the SSD fork (weiliu89/caffe, branch ssd)", _bundled("ssd"),
             bn_stats_masked=False, bn_eps_floor=False, fork=known.SSD, layer_types=SSD_LAYER_TYPES,
-            source="weiliu89/caffe ssd branch caffe.proto; its BatchNorm as built by "
+            source="weiliu89/caffe ssd branch caffe.proto (PriorBoxParameter 14-17: "
+                   "OpenCV dnn's opencv-caffe.proto); its BatchNorm as built by "
                    "SSD users predates BVLC's masking (weiliu89/caffe "
                    "batch_norm_layer.cpp@7a6d40f), and SSD's model_libs.py freezes the "
                    "statistics with three lr_mult 0 params"),

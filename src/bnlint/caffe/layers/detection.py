@@ -126,6 +126,77 @@ def prior_image_and_step(param) -> tuple[tuple[int, int], tuple[float, float]]:
     return image, step
 
 
+# ---------------------------------------------- OpenCV dnn's PriorBox (fields 14-17)
+
+OPENCV_PRIOR_FIELDS = ("offset_h", "offset_w", "width", "height")
+
+
+def opencv_priors(param) -> bool:
+    """Whether the PriorBox uses OpenCV dnn's fields (several centres per cell, boxes of
+    explicit sizes): then OpenCV's prior_box_layer.cpp decides its boxes, not the SSD
+    fork's (single min_size kept as float, float arithmetic, `clip` true unless written,
+    img_size/img_h/img_w ignored: the image bottom gives the size)."""
+    return any(fork_has(param, name) for name in OPENCV_PRIOR_FIELDS)
+
+
+def prior_offsets(param) -> list[tuple[float, float]]:
+    """(offset_w, offset_h) pairs: each cell has one centre per pair, in this order."""
+    if fork_has(param, "offset_h") or fork_has(param, "offset_w"):
+        if fork_has(param, "offset"):
+            raise ShapeError("give either offset or offset_h/offset_w, not both")
+        ys, xs = fork_list(param, "offset_h"), fork_list(param, "offset_w")
+        if len(xs) != len(ys):
+            raise ShapeError(f"prior_box_param has {len(ys)} offset_h but {len(xs)} "
+                             f"offset_w values; give them in pairs")
+        if len(xs) > 2:
+            raise ShapeError(f"{len(xs)} offset_h/offset_w pairs: OpenCV sizes the top for "
+                             f"2*(n-1) centres per box but writes n, so only 1 or 2 pairs "
+                             f"are well defined")
+        return [(float32(x), float32(y)) for x, y in zip(xs, ys)]
+    offset = float32(fork_field(param, "offset", 0.5))
+    return [(offset, offset)]
+
+
+def opencv_box_sizes(param) -> tuple[list[float], list[float]]:
+    """OpenCV's box widths and heights (float32) of one centre, in its order: the
+    explicit width/height lists, or min_size, sqrt(min*max), then min*sqrt(ar) by
+    min/sqrt(ar) for each aspect ratio other than 1."""
+    import numpy as np
+
+    f32 = np.float32
+    widths, heights = fork_list(param, "width"), fork_list(param, "height")
+    if len(widths) != len(heights):
+        raise ShapeError(f"prior_box_param has {len(widths)} width but {len(heights)} "
+                         f"height values; give them in pairs")
+    ratios = prior_aspect_ratios(param)[1:]
+    if widths:
+        if ratios or fork_has(param, "min_size") or fork_has(param, "max_size"):
+            raise ShapeError("explicit width/height take no min_size, max_size or "
+                             "aspect_ratio (OpenCV asserts it)")
+        return [float32(w) for w in widths], [float32(h) for h in heights]
+    min_sizes, max_sizes = prior_sizes(param)
+    if len(min_sizes) != 1 or len(max_sizes) > 1:
+        raise ShapeError("OpenCV's PriorBox takes one min_size (and at most one max_size)")
+    low = f32(min_sizes[0])
+    out_w, out_h = [float(low)], [float(low)]
+    if max_sizes:
+        side = np.sqrt(f32(low * f32(max_sizes[0])))
+        out_w.append(float(side))
+        out_h.append(float(side))
+    for ar in ratios:
+        root = np.sqrt(f32(ar))
+        out_w.append(float(f32(low * root)))
+        out_h.append(float(f32(low / root)))
+    return out_w, out_h
+
+
+def priors_per_cell(param) -> int:
+    """The boxes of one feature-map cell, SSD's way or OpenCV's."""
+    if opencv_priors(param):
+        return len(opencv_box_sizes(param)[0]) * len(prior_offsets(param))
+    return num_priors(param)
+
+
 @shape_rule("PriorBox")
 def _prior_box(layer, bottoms: list[Shape]) -> LayerShapes:
     expect_bottoms(bottoms, 2)
@@ -133,7 +204,7 @@ def _prior_box(layer, bottoms: list[Shape]) -> LayerShapes:
     prior_image_and_step(param)
     prior_variances(param)
     feature = bottoms[0]
-    size = legacy_dim(feature, 2) * legacy_dim(feature, 3) * num_priors(param) * 4
+    size = legacy_dim(feature, 2) * legacy_dim(feature, 3) * priors_per_cell(param) * 4
     if size <= 0:
         raise ShapeError(f"PriorBox makes no priors for a feature map of shape {feature}")
     # One set of priors for the whole batch: channel 0 the boxes, channel 1 the variances.

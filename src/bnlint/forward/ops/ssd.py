@@ -113,6 +113,12 @@ class PriorBox(Op):
 
     def setup(self, layer) -> None:
         param = base.fork_param(layer, "prior_box_param")
+        self.opencv = None
+        if detection.opencv_priors(param):     # OpenCV dnn's fields: its PriorBox
+            from bnlint.forward.ops.opencv_prior import OpenCVPriors
+
+            self.opencv = _checked(self, OpenCVPriors, param)
+            return
         self.min_sizes, self.max_sizes = _checked(self, detection.prior_sizes, param)
         self.aspect_ratios = detection.prior_aspect_ratios(param)
         self.variances = _checked(self, detection.prior_variances, param)
@@ -144,6 +150,8 @@ class PriorBox(Op):
         feature, image = bottoms
         if feature.ndim > 4 or image.ndim > 4:
             raise ForwardError("PriorBox uses Caffe's 4-axis accessors (height, width)")
+        if self.opencv is not None:
+            return [self.opencv.top(feature, image)]
         layer_h, layer_w = (base.legacy_dim(feature.shape, 2), base.legacy_dim(feature.shape, 3))
         if self.image[0] == 0 or self.image[1] == 0:
             img_h, img_w = base.legacy_dim(image.shape, 2), base.legacy_dim(image.shape, 3)
