@@ -250,15 +250,13 @@ def command(net_path: str, weights_path: str | None, named_inputs: tuple[str, ..
     _report_weights(network, weights_path, seed)
     for note in network.notes:
         _warn(note)
-    from bnlint.forward.fillers import LazyRng
+    from bnlint.forward.seeded import seeded_inputs
 
-    rng = LazyRng([seed, 1])     # a stream apart from the fillers'
-    inputs = {}
-    for name, shape in network.input_shapes().items():
-        if name in arrays:
-            inputs[name] = np.asarray(arrays[name], dtype=np.float32)
-        else:
-            inputs[name] = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+    declared = network.input_shapes()
+    drawn = seeded_inputs({name: shape for name, shape in declared.items()
+                           if name not in arrays}, [seed, 1])
+    inputs = {name: np.asarray(arrays[name], dtype=np.float32) if name in arrays
+              else drawn[name] for name in declared}
     inputs.update((name, arrays[name]) for name in network.default_input_names
                   if name in arrays)
     unknown = sorted(set(arrays) - set(inputs))

@@ -146,7 +146,8 @@ def _batch_of(shapes: dict[str, tuple[int, ...]]) -> int:
 def _verify(result: ExportResult, built, reference, written, export_shapes, verify_shapes,
             options: ExportOptions, renamed, opset: int) -> None:
     from bnlint.export.onnx.verify import (compare_outputs, compare_versions, reference_versions,
-                                           run_onnx, seeded_inputs)
+                                           run_onnx)
+    from bnlint.forward.seeded import seeded_inputs
 
     outputs = [(v.name, v.blob) for v in built.outputs]
     names = [name for name, _ in outputs]

@@ -37,12 +37,6 @@ class BlobCheck:
         return f"blob '{self.blob}'{by}: {self.comparison.describe()}"
 
 
-def seeded_inputs(shapes: Mapping[str, Sequence[int]], seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {name: rng.uniform(-1, 1, tuple(shape)).astype(np.float32)
-            for name, shape in shapes.items()}
-
-
 def run_onnx(model, inputs: Mapping[str, np.ndarray], names: Sequence[str]) -> dict:
     """onnxruntime's values of `names` (graph outputs of `model`) on `inputs`."""
     import onnxruntime as ort

@@ -49,10 +49,11 @@ from bnlint.caffe.netfile import NetFile
 from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError
 from bnlint.forward.executor import Network
+from bnlint.forward.seeded import seeded_inputs
 from bnlint.forward.verify.localise import (LocaliseContext, RecordedRun, compare_blob,
                                             layer_hints, localise)
 from bnlint.forward.verify.pairing import (is_source, pair_outputs, prune, shared_input_shapes,
-                                           trial_inputs, with_unproduced_inputs)
+                                           with_unproduced_inputs)
 from bnlint.forward.verify.report import (DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_TRIALS,
                                           KIND_COMPUTES, KIND_EXTRA, KIND_LOAD, KIND_MISSING,
                                           KIND_REWIRED, MIN_BATCH, CANNOT_VERIFY, Arrays,
@@ -135,7 +136,7 @@ def verify(net_a: NetFile, net_b: NetFile, options: VerifyOptions | None = None)
                             for name, why in weights_b.load_problems.items()]
     ctx = None
     for trial in range(options.trials):
-        inputs = trial_inputs(shapes, options.seed, trial)
+        inputs = seeded_inputs(shapes, [options.seed, 1, trial], per_input=True, draw="float32")
         ctx = None          # the previous trial's blobs go before this trial makes its own
         ctx = LocaliseContext(_record(net_a_run, inputs, tick), _record(net_b_run, inputs, tick),
                        weights_a, weights_b, given, options.rtol, options.atol)

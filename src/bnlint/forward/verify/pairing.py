@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
-from typing import Mapping, Sequence
+from typing import Sequence
 
-import numpy as np
 
 from bnlint.caffe.inputs import find_inputs
 from bnlint.caffe.net import (DATA_LAYER_TYPES, LOSS_LAYER_TYPES, Blob, LayerView, NetGraph,
@@ -235,14 +233,3 @@ def shared_input_shapes(view_a: NetView, state_a: NetState, view_b: NetView, sta
 
 def _shape_words(blob) -> str:
     return "infers" if blob.source == "inferred" else "declares"
-
-
-def trial_inputs(shapes: Mapping[str, Shape], seed: int, trial: int) -> dict[str, np.ndarray]:
-    out = {}
-    for name, shape in shapes.items():
-        rng = np.random.default_rng([seed, 1, trial, zlib.crc32(name.encode("utf-8"))])
-        values = rng.random(shape, dtype=np.float32)
-        values *= np.float32(2)
-        values -= np.float32(1)
-        out[name] = values
-    return out

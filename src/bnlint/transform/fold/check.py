@@ -77,6 +77,7 @@ def verify_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], plan: Fo
     both nets. Raises FoldMismatch naming the first site whose result differs.
     """
     from bnlint.forward.executor import Network
+    from bnlint.forward.seeded import seeded_inputs
 
     out_file = reparse(text_file, plan.text, plan.dialect)
     try:
@@ -92,9 +93,7 @@ def verify_fold(text_file, weights: Mapping[str, Sequence[np.ndarray]], plan: Fo
     except BnlintError as err:
         raise BnlintError(f"cannot verify the fold: {err}; --no-verify writes it unchecked",
                           path=text_file.path) from None
-    rng = np.random.default_rng([seed, 1])
-    inputs = {name: rng.uniform(-1.0, 1.0, shape).astype(np.float32)
-              for name, shape in reference.input_shapes().items()}
+    inputs = seeded_inputs(reference.input_shapes(), [seed, 1])
     if set(folded.input_shapes()) != set(inputs):
         raise UnsafeRewriteError(f"the folded net's inputs {sorted(folded.input_shapes())} "
                                  f"differ from the input net's {sorted(inputs)}")
