@@ -167,10 +167,16 @@ def test_corpus_train_nets_run_their_losses_given_labels(name, phase, given, wan
     assert all(value.shape == () and np.isfinite(value) for value in got.values())
 
 
-def test_segnet_class_weighting_is_refused_not_ignored():
+def test_segnet_train_net_builds_its_class_weighted_loss():
+    """caffe-segnet's SoftmaxWithLoss (class_weighting over 11 classes, ignore_label 11)."""
     name = "SegNet-Tutorial/Models__segnet_basic_train.prototxt"
-    with pytest.raises(BnlintError, match=r"layer 'loss' \(SoftmaxWithLoss\): loss_param "
-                                          r"weight_by_label_freqs, class_weighting"):
-        load_network(str(CORPUS / name), state=NetState(Phase.TRAIN), drop_losses=True,
-                     input_shapes={"data": (1, 3, 360, 480), "label": (1, 1, 360, 480)},
-                     given={"data", "label"})
+    net = load_network(str(CORPUS / name), state=NetState(Phase.TRAIN), drop_losses=True,
+                       input_shapes={"data": (1, 3, 360, 480), "label": (1, 1, 360, 480)},
+                       given={"data", "label"})
+    loss = next(step for step in net.steps if step.layer.name == "loss")
+    scores = np.zeros((1, 11, 2, 2), np.float32)          # uniform: log(1/11) each
+    labels = np.array([[[[0, 1], [11, 10]]]], np.float32)  # one ignored
+    (got,) = loss.op.run([scores, labels])
+    weights = [float(w) for w in loss.layer.message.loss_param.class_weighting]
+    want = np.log(11.0) * (weights[0] + weights[1] + weights[10]) / 3
+    assert got == pytest.approx(want, rel=1e-6)

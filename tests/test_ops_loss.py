@@ -353,3 +353,74 @@ def test_a_missing_label_names_the_layer_and_the_blob(train_net):
     with pytest.raises(ForwardError, match=r"layer 'loss' \(SoftmaxWithLoss\) needs its "
                                            r"label 'label'"):
         _load(train_net, wanted={"loss"})
+
+
+# ------------------------------------------------------------ fork schemas
+
+
+def _fork_layer(net: str, name: str):
+    parsed = parse_text(SourceFile("<net>", net))
+    assert not parsed.problems, parsed.problems
+    return parsed.dialect.name, next(lv.message for lv in net_view(parsed).layers
+                                     if lv.name == name)
+
+
+SEGNET_LOSS = ('layer {{ name: "bn" type: "BN" bottom: "x" top: "x" '
+               'bn_param {{ bn_mode: INFERENCE }} }}\n'
+               'layer {{ name: "l" type: "SoftmaxWithLoss" bottom: "x" bottom: "y" '
+               'top: "loss" loss_param {{ {} }} }}\n')
+
+
+@pytest.mark.parametrize("param,weighted,normalize", [
+    ("ignore_label: 255 weight_by_label_freqs: true class_weighting: 0.5 "
+     "class_weighting: 2 class_weighting: 1.25 class_weighting: 4", True, True),
+    ("ignore_label: 255 normalize: false", False, False),
+    ("ignore_label: 255 weight_by_label_freqs: true normalize: false class_weighting: 3 "
+     "class_weighting: 0.25 class_weighting: 1 class_weighting: 1", True, False),
+])
+def test_segnet_softmax_loss_weights_classes_as_its_fork_does(param, weighted, normalize):
+    """caffe-segnet's softmax_loss_layer.cpp: loss -= log(max(p, FLT_MIN)) * w[label];
+    loss / count when normalize (its default), else loss / outer; no guard."""
+    dialect, layer = _fork_layer(SEGNET_LOSS.format(param), "l")
+    assert dialect == "segnet"
+    weights = [F32(w) for w in layer.loss_param.class_weighting]
+    (got,) = op_for(layer, [], Phase.TEST).run([SCORES, LABELS])
+    prob = _softmax_ref(SCORES, 1).reshape(3, 4, 10)
+    lab = LABELS.reshape(3, 10)
+    loss, count = F32(0), 0
+    for i in range(3):
+        for j in range(10):
+            value = int(lab[i, j])
+            if value == 255:
+                continue
+            term = _log(max(prob[i, value, j], FLT_MIN))
+            if weighted:
+                term = F32(term * weights[value])
+            loss = F32(loss - term)
+            count += 1
+    assert got == F32(loss / F32(count if normalize else 3))
+
+
+def test_segnet_class_weighting_must_name_every_class():
+    param = "weight_by_label_freqs: true class_weighting: 1 class_weighting: 2"
+    _, layer = _fork_layer(SEGNET_LOSS.format(param), "l")
+    with pytest.raises(ForwardError, match="2 class_weighting values for 4 channels"):
+        op_for(layer, [], Phase.TEST).run([SCORES, np.zeros((3, 1, 2, 5), F32)])
+
+
+def test_a_forks_own_normalization_mode_is_refused_by_its_name():
+    # R-FCN numbers PRE_FIXED 3 (BVLC's NONE): read by the fork's enum, and refused
+    net = ('layer { name: "r" type: "ROIPooling" bottom: "x" bottom: "rois" top: "r" '
+           'roi_pooling_param { pooled_h: 2 pooled_w: 2 } }\n'
+           'layer { name: "l" type: "SoftmaxWithLoss" bottom: "x" bottom: "y" top: "loss" '
+           'loss_param { normalization: PRE_FIXED pre_fixed_normalizer: 4 } }\n')
+    dialect, layer = _fork_layer(net, "l")
+    assert dialect == "frcnn"
+    with pytest.raises(ForwardError, match="pre_fixed_normalizer: a fork's SoftmaxWithLoss"):
+        op_for(layer, [], Phase.TEST)
+    dialect, layer = _fork_layer(net.replace(" pre_fixed_normalizer: 4", ""), "l")
+    with pytest.raises(ForwardError, match="normalization PRE_FIXED is a fork's mode"):
+        op_for(layer, [], Phase.TEST)
+    dialect, layer = _fork_layer(net.replace("PRE_FIXED pre_fixed_normalizer: 4", "NONE"), "l")
+    (got,) = op_for(layer, [], Phase.TEST).run([SCORES, np.where(LABELS == 255, 0, LABELS)])
+    assert got == _softmax_loss_ref(SCORES, np.where(LABELS == 255, 0, LABELS), mode="NONE")[0]

@@ -26,7 +26,6 @@ from bnlint.caffe import dialects
 from bnlint.errors import BnlintError
 from bnlint.lint.diagnostics import Severity
 
-DIALECTS = (dialects.AUTO, *dialects.dialect_names())
 CONFIG_FILES = (".bnlint.toml", "pyproject.toml")
 
 
@@ -236,11 +235,6 @@ def selectors(values, what: str, where: str) -> tuple[str, ...]:
         return tuple(parse_selector(v) for v in values)
     except UnknownCodeError as err:
         raise BnlintError(f"{what}: {err}", path=where) from None
-
-
-def dialect_names() -> tuple[str, ...]:
-    """The `dialect` choices: "auto" and every bundled dialect."""
-    return DIALECTS
 
 
 @dataclass

@@ -8,7 +8,9 @@ reproduced by a float32 running sum). What Caffe only DCHECKs (a label outside
 [0, classes)) reads foreign memory in a release build; here it is an error.
 
 The top is the unweighted loss, as in Caffe's blob; the net's loss weighs it by the
-layer's `loss_weight` (`loss_weights`).
+layer's `loss_weight` (`loss_weights`). Fields and modes are read through the layer's
+own schema: caffe-segnet's SoftmaxWithLoss is computed as that fork's; another fork's
+field or mode a loss does not compute is refused, never ignored.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ def loss_weights(layer) -> list[float]:
     return written or [0.0] * len(layer.top)
 
 
-def check_layer(layer, own_param: str | None = None) -> None:
+def check_layer(layer, own_param: str | None = None, handled: tuple[str, ...] = ()) -> None:
     """What every loss checks at set-up: its loss weights, and no fork field it would
-    ignore (SegNet's `class_weighting` changes SoftmaxWithLoss's sum)."""
+    ignore (R-FCN's `pre_fixed_normalizer`); `handled` names the fork fields the op
+    computes (SegNet's `class_weighting` in SoftmaxWithLoss)."""
     from bnlint.caffe import caffe_pb2
 
     loss_weights(layer)
@@ -59,7 +62,7 @@ def check_layer(layer, own_param: str | None = None) -> None:
         message = getattr(layer, name)
         bvlc = caffe_pb2.DESCRIPTOR.message_types_by_name[message.DESCRIPTOR.name]
         extra = [field.name for field, _ in message.ListFields()
-                 if field.name not in bvlc.fields_by_name]
+                 if field.name not in bvlc.fields_by_name and field.name not in handled]
         if extra:
             raise ForwardError(f"layer '{layer.name}' ({layer.type}): {name} "
                                f"{', '.join(extra)}: a fork's {layer.type} that bnlint's "
@@ -91,18 +94,21 @@ def int_labels(op: Op, label: np.ndarray, classes: int, ignore: int | None) -> n
     return index
 
 
-def normalization_mode(loss_param, legacy_default: str, allow_normalize: bool = True,
-                       layer=None) -> str:
+def normalization_mode(loss_param, legacy_default: str, layer,
+                       allow_normalize: bool = True) -> str:
     """The NormalizationMode name a layer uses: `normalization` when written, else the
-    legacy `normalize` (true: VALID, false: BATCH_SIZE), else the layer's default."""
-    from bnlint.caffe import caffe_pb2
-
-    names = caffe_pb2.LossParameter.NormalizationMode
+    legacy `normalize` (true: VALID, false: BATCH_SIZE), else the layer's default. The
+    mode is named by the layer's own schema (a fork may number its modes otherwise)."""
     if loss_param.HasField("normalize") and not allow_normalize:
         raise ForwardError(f"layer '{layer.name}' ({layer.type}): normalize is deprecated. "
                            f"use \"normalization\" (Caffe refuses it here)")
-    if loss_param.HasField("normalization"):
-        return names.Name(loss_param.normalization)
+    field = loss_param.DESCRIPTOR.fields_by_name.get("normalization")
+    if field is not None and loss_param.HasField("normalization"):
+        name = field.enum_type.values_by_number[loss_param.normalization].name
+        if name not in ("FULL", "VALID", "BATCH_SIZE", "NONE"):
+            raise ForwardError(f"layer '{layer.name}' ({layer.type}): normalization {name} "
+                               f"is a fork's mode that bnlint's forward does not compute")
+        return name
     if loss_param.HasField("normalize"):
         return "VALID" if loss_param.normalize else "BATCH_SIZE"
     return legacy_default
@@ -143,10 +149,14 @@ class _SoftmaxLoss(Op):
 
     bottoms = (2, 2)
     own_param: str | None = None
+    handled: tuple[str, ...] = ()
 
     def setup(self, layer) -> None:
-        check_layer(layer, self.own_param)
+        check_layer(layer, self.own_param, self.handled)
         self.ignore = _ignore_label(layer.loss_param)
+
+    def _scale(self, outer: int, inner: int, valid: int) -> np.float32:
+        return normalizer(self.mode, outer, inner, valid)
 
     def _forward(self, bottoms):
         x, label = bottoms[0], bottoms[1]
@@ -158,25 +168,51 @@ class _SoftmaxLoss(Op):
         kept = np.ones(labels.shape, bool) if self.ignore is None else labels != self.ignore
         terms = self._terms(rows[kept], labels[kept], bottoms)
         loss = -running_sum(terms)      # loss -= term: the same roundings as adding -term
-        top = np.array(loss / normalizer(self.mode, outer, inner, int(kept.sum())),
-                       dtype=np.float32)
+        top = np.array(loss / self._scale(outer, inner, int(kept.sum())), dtype=np.float32)
         return [top, prob] if len(self.layer.top) > 1 else [top]
 
 
 @register_op("SoftmaxWithLoss")
 class SoftmaxWithLoss(_SoftmaxLoss):
-    """-log(max(p[label], FLT_MIN)) summed, divided by the normaliser (VALID default)."""
+    """-log(max(p[label], FLT_MIN)) summed, divided by the normaliser (VALID default).
+
+    In caffe-segnet's schema (its LossParameter has no `normalization`) it is that
+    fork's layer: each term times class_weighting[label] when weight_by_label_freqs,
+    and the sum divided by the count of labels (normalize, true by default there) or
+    by the outer count, without BVLC's guard against 0."""
 
     own_param = "softmax_param"
+    handled = ("weight_by_label_freqs", "class_weighting")
 
     def setup(self, layer) -> None:
         super().setup(layer)
         self.axis = int(layer.softmax_param.axis)
-        self.mode = normalization_mode(layer.loss_param, "VALID")
+        param = layer.loss_param
+        self.segnet = "weight_by_label_freqs" in param.DESCRIPTOR.fields_by_name
+        self.class_weights = None
+        if self.segnet:
+            self.mode = "count" if param.normalize else "outer"
+            if param.weight_by_label_freqs:
+                self.class_weights = np.array(param.class_weighting, dtype=np.float32)
+        else:
+            self.mode = normalization_mode(param, "VALID", layer)
+
+    def _scale(self, outer: int, inner: int, valid: int) -> np.float32:
+        if not self.segnet:
+            return super()._scale(outer, inner, valid)
+        return np.float32(valid if self.mode == "count" else outer)
 
     def _terms(self, rows, labels, bottoms):
         picked = rows[np.arange(len(labels)), labels]
-        return via_double(np.log, np.maximum(picked, FLT_MIN))
+        logs = via_double(np.log, np.maximum(picked, FLT_MIN))
+        if self.class_weights is None:
+            return logs
+        channels = bottoms[0].shape[1] if bottoms[0].ndim > 1 else 1
+        if self.class_weights.size != channels:
+            raise ForwardError(f"Number of class weight values does not match the number "
+                               f"of classes: {self.class_weights.size} class_weighting "
+                               f"values for {channels} channels")
+        return logs * self.class_weights[labels]
 
 
 @register_op("InfogainLoss")
@@ -190,8 +226,8 @@ class InfogainLoss(_SoftmaxLoss):
     def setup(self, layer) -> None:
         super().setup(layer)
         self.axis = int(layer.infogain_loss_param.axis)
-        self.mode = normalization_mode(layer.loss_param, "VALID", allow_normalize=False,
-                                       layer=layer)
+        self.mode = normalization_mode(layer.loss_param, "VALID", layer,
+                                       allow_normalize=False)
         self.matrix = None
         if len(layer.bottom) < 3:
             if not layer.infogain_loss_param.source:
@@ -253,7 +289,7 @@ class SigmoidCrossEntropyLoss(Op):
     def setup(self, layer) -> None:
         check_layer(layer)
         self.ignore = _ignore_label(layer.loss_param)
-        self.mode = normalization_mode(layer.loss_param, "BATCH_SIZE")
+        self.mode = normalization_mode(layer.loss_param, "BATCH_SIZE", layer)
 
     def _forward(self, bottoms):
         x, target = bottoms
