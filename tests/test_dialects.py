@@ -21,7 +21,8 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from bnlint.caffe import known
 from bnlint.caffe.dialects import (DIALECTS, FORKS, PORTABLE, detect_dialect, dialect_names,
-                                   get_dialect, load_user_proto)
+                                   get_dialect, load_user_proto, unknown_fields,
+                                   unknown_fields_each)
 from bnlint.caffe.load import parse_binary, parse_text
 from bnlint.caffe.messages import UNKNOWN_FIELD
 from bnlint.caffe.schema import default_schema
@@ -239,6 +240,30 @@ def test_detection_picks_the_fork_that_knows_the_fields():
     assert _detect('layer { batch_norm_param { scale_bias: true } }').dialect.name == "nvcaffe"
     # SSD's layers are in NVCaffe too: the narrower fork wins the tie
     assert _detect('layer { prior_box_param { min_size: 30 } }').dialect.name == "ssd"
+
+
+def test_one_walk_for_all_forks_finds_what_a_walk_per_fork_finds():
+    """unknown_fields_each walks blocks of the same shape once for several forks: the
+    fields it reports must be each fork's own walk's, in order, at every depth."""
+    text = ('name: "n" input: "data" force_backward: true\n'
+            'layer { name: "p" type: "Pooling" pooling_param { round_mode: FLOOR '
+            'ceil_mode: false } }\n'
+            'layer { name: "b" type: "BatchNorm" batch_norm_param { scale_bias: true '
+            'scale_filler { type: "constant" value: 1 } } forward_type: FLOAT16 }\n'
+            'layer { name: "r" roi_pooling_param { pooled_h: 7 } embed_param { num_output: 2 '
+            'weight_filler { type: "xavier" } } bn_param { frob: 1 } }\n'
+            'layer { name: "s" prior_box_param { min_size: 30 } shuffle_channel_param { group: 3 } '
+            'convolution_param { num_output: 8 weight_filler { type: "msra" } } }\n'
+            'layer: [{ name: "l" upsample_param { scale: 2 } }, { tile_param { tiles: 2 } }]\n'
+            'layers { name: "v1" type: CONVOLUTION convolution_param { num_output: 4 } '
+            'param: "w" blobs_lr: 1 }\n')
+    tree = parse(text)
+    for kind in ("NetParameter", "SolverParameter"):
+        descriptors = [d.schema().descriptor(kind) for d in FORKS + (PORTABLE,)]
+        each = unknown_fields_each(tree, descriptors)
+        assert each == [unknown_fields(tree, d) for d in descriptors]
+        if kind == "NetParameter":    # forks differ: some fields known to some only
+            assert len({tuple(found) for found in each}) == len(descriptors)
 
 
 def test_no_fork_fields_is_portable_and_unknown_fields_stay_unknown():

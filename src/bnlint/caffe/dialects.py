@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 from bnlint.caffe import known
 from bnlint.caffe.schema import Schema, default_schema
+from bnlint.caffe.unknown import Found, unknown_fields, unknown_fields_each
 from bnlint.errors import BnlintError
 
 if TYPE_CHECKING:
@@ -287,7 +288,6 @@ def dialect_for_schema(schema: Schema) -> Dialect:
 
 # --- detection --------------------------------------------------------------------------
 
-Found = tuple[str, int]        # (dotted field path, offset of the field name)
 
 
 @dataclass(frozen=True)
@@ -334,8 +334,8 @@ def detect_dialect(tree: Document, kind: str = "NetParameter",
     base_offsets = {offset for _, offset in base}
     left_by: dict[str, list[Found]] = {}
     known_by: dict[str, set[int]] = {}
-    for dialect in FORKS:
-        left = unknown_fields(tree, dialect.schema().descriptor(kind))
+    lefts = unknown_fields_each(tree, [d.schema().descriptor(kind) for d in FORKS])
+    for dialect, left in zip(FORKS, lefts):
         left_by[dialect.name] = left
         known_by[dialect.name] = base_offsets - {offset for _, offset in left}
     candidates = [d.name for d in FORKS if known_by[d.name]]
@@ -384,48 +384,6 @@ def _layer_types(tree) -> set[str]:
                 t = item.get("type")
                 if t is not None and getattr(t.value, "text", None):
                     types.add(t.value.text.strip("\"'"))
-    return types
-
-
-def unknown_fields(node: Document | Message, descriptor, path: str = "") -> list[Found]:
-    """Every field of the tree the descriptor does not know, depth first.
-
-    Cheap (name lookups only, no conversion); the fields inside an unknown field
-    are not visited, as the schema cannot say what they are. `detect_dialect` runs
-    it once per fork, so it reads plain dicts (`_field_types`), not descriptors.
-    """
-    from bnlint.syntax.nodes import ListValue, Message
-
-    found: list[Found] = []
-    types = _field_types(descriptor)
-    for f in node.fields:
-        name = f.name
-        if name not in types:
-            found.append((f"{path}.{name}" if path else name, f.name_token.offset))
-            continue
-        sub = types[name]
-        if sub is None:
-            continue
-        fpath = f"{path}.{name}" if path else name
-        value = f.value
-        if isinstance(value, Message):
-            found.extend(unknown_fields(value, sub, fpath))
-        elif isinstance(value, ListValue):
-            for item in value.items:
-                if isinstance(item, Message):
-                    found.extend(unknown_fields(item, sub, fpath))
-    return found
-
-
-_FIELD_TYPES: dict = {}
-
-
-def _field_types(descriptor) -> dict:
-    """A message type's field names -> their message type (None for scalars)."""
-    types = _FIELD_TYPES.get(descriptor)
-    if types is None:
-        types = _FIELD_TYPES[descriptor] = {fd.name: fd.message_type
-                                            for fd in descriptor.fields}
     return types
 
 

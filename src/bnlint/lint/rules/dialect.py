@@ -86,12 +86,12 @@ class DialectFieldConflict(Rule):
     severity = Severity.INFO
 
     def check_net(self, ctx):
-        from bnlint.caffe.combine import FIRST_FORK
-        from bnlint.caffe.dialects import field_conflicts
-
         dialect = ctx.text_file.dialect
         if dialect is None or not dialect.parts:
             return
+        from bnlint.caffe.combine import FIRST_FORK     # combined dialects only
+        from bnlint.caffe.dialects import field_conflicts
+
         conflicts = field_conflicts(dialect)
         if not conflicts:
             return
