@@ -424,3 +424,41 @@ def test_a_forks_own_normalization_mode_is_refused_by_its_name():
     dialect, layer = _fork_layer(net.replace("PRE_FIXED pre_fixed_normalizer: 4", "NONE"), "l")
     (got,) = op_for(layer, [], Phase.TEST).run([SCORES, np.where(LABELS == 255, 0, LABELS)])
     assert got == _softmax_loss_ref(SCORES, np.where(LABELS == 255, 0, LABELS), mode="NONE")[0]
+
+
+SEGNET_ACCURACY = ('layer { name: "bn" type: "BN" bottom: "x" top: "x" '
+                   'bn_param { bn_mode: INFERENCE } }\n'
+                   'layer { name: "a" type: "Accuracy" bottom: "x" bottom: "y" top: "acc" '
+                   'top: "per_class" accuracy_param { top_k: 2 ignore_label: 255 } }\n')
+
+
+def test_segnet_accuracy_is_its_forks_older_layer():
+    """caffe-segnet's accuracy_layer.cpp: partial_sort of (score, class) pairs, no
+    guards, per-class top (C, 1, 1, 1)."""
+    from bnlint.caffe import shapes as shape_rules
+
+    dialect, layer = _fork_layer(SEGNET_ACCURACY, "a")
+    assert dialect == "segnet"
+    x = np.round(SCORES, 0)                             # ties
+    y = LABELS.copy()
+    y[y == 3] = 1                                       # class 3 never seen: NaN
+    acc, per_class = op_for(layer, [], Phase.TEST).run([x, y])
+    assert shape_rules.infer(layer, [x.shape, y.shape]).tops == [(), (4, 1, 1, 1)]
+    accuracy, count = F32(0), 0
+    hits, nums = [F32(0)] * 4, [F32(0)] * 4
+    for i in range(3):
+        for j in range(10):
+            value = int(y.reshape(3, 10)[i, j])
+            if value == 255:
+                continue
+            nums[value] += 1
+            pairs = sorted(((x.reshape(3, 4, 10)[i, k, j], k) for k in range(4)), reverse=True)
+            if value in [k for _, k in pairs[:2]]:
+                accuracy += 1
+                hits[value] += 1
+            count += 1
+    assert acc == F32(accuracy / F32(count))
+    with np.errstate(invalid="ignore"):
+        want = np.array([F32(h) / F32(n) for h, n in zip(hits, nums)], F32)
+    np.testing.assert_array_equal(per_class.reshape(-1), want)
+    assert np.isnan(per_class[3, 0, 0, 0])

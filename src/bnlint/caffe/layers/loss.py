@@ -57,7 +57,11 @@ def _accuracy(layer, bottoms: list[Shape]) -> LayerShapes:
     expect_bottoms(bottoms, 2)
     tops: list[Shape] = [()]
     if len(layer.top) > 1:
-        axis = canonical_axis(layer.accuracy_param.axis, bottoms[0])
-        tops.append((bottoms[0][axis],))
+        if "weight_by_label_freqs" in layer.loss_param.DESCRIPTOR.fields_by_name:
+            # caffe-segnet's older AccuracyLayer: top[1]->Reshape(shape(1), 1, 1, 1)
+            tops.append((bottoms[0][1] if len(bottoms[0]) > 1 else 1, 1, 1, 1))
+        else:
+            axis = canonical_axis(layer.accuracy_param.axis, bottoms[0])
+            tops.append((bottoms[0][axis],))
     return LayerShapes(tops=tops)
 

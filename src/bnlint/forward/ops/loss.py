@@ -188,7 +188,7 @@ class SoftmaxWithLoss(_SoftmaxLoss):
         super().setup(layer)
         self.axis = int(layer.softmax_param.axis)
         param = layer.loss_param
-        self.segnet = "weight_by_label_freqs" in param.DESCRIPTOR.fields_by_name
+        self.segnet = segnet_schema(layer)
         self.class_weights = None
         if self.segnet:
             self.mode = "count" if param.normalize else "outer"
@@ -395,7 +395,11 @@ class ContrastiveLoss(Op):
 @register_op("Accuracy")
 class Accuracy(Op):
     """The share of labels (not ignored) whose score has fewer than top_k scores >= it
-    (ties count against); a second top holds that share per class."""
+    (ties count against); a second top holds that share per class (0 for a class not
+    seen). In caffe-segnet's schema, that fork's older layer: scores ranked as
+    (score, class) pairs (a tie goes to the higher class), accuracy / count and the
+    per-class shares unguarded (NaN when nothing was counted), the second top of shape
+    (C, 1, 1, 1)."""
 
     bottoms = (2, 2)
 
@@ -405,6 +409,7 @@ class Accuracy(Op):
         self.top_k = int(param.top_k)
         self.axis = int(param.axis)
         self.ignore = int(param.ignore_label) if param.HasField("ignore_label") else None
+        self.segnet = segnet_schema(layer)
 
     def _forward(self, bottoms):
         x, label = bottoms
@@ -418,15 +423,37 @@ class Accuracy(Op):
         rows = _class_rows(x, axis, outer, inner)
         kept = np.ones(labels.shape, bool) if self.ignore is None else labels != self.ignore
         rows, labels = rows[kept], labels[kept]
-        true_scores = rows[np.arange(len(labels)), labels]
-        better = (rows >= true_scores[:, None]).sum(axis=1) - 1    # the true class itself
+        true_scores = rows[np.arange(len(labels)), labels][:, None]
+        if self.segnet:      # std::partial_sort of (score, class) pairs, greater first
+            ahead = (rows > true_scores) | ((rows == true_scores) &
+                                           (np.arange(classes)[None, :] > labels[:, None]))
+            better = ahead.sum(axis=1)
+        else:
+            better = (rows >= true_scores).sum(axis=1) - 1    # the true class itself
         hit = better < self.top_k
         count = len(labels)
-        accuracy = np.float32(0) if count == 0 else np.float32(hit.sum()) / np.float32(count)
-        tops = [np.array(accuracy, dtype=np.float32)]
-        if len(self.layer.top) > 1:
-            seen = np.bincount(labels, minlength=classes).astype(np.float32)
-            right = np.bincount(labels[hit], minlength=classes).astype(np.float32)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                tops.append(np.where(seen == 0, np.float32(0), right / seen).astype(np.float32))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if self.segnet or count:
+                accuracy = np.float32(hit.sum()) / np.float32(count)
+            else:
+                accuracy = np.float32(0)
+            tops = [np.array(accuracy, dtype=np.float32)]
+            if len(self.layer.top) > 1:
+                seen = np.bincount(labels, minlength=classes).astype(np.float32)
+                right = np.bincount(labels[hit], minlength=classes).astype(np.float32)
+                if self.segnet:
+                    if x.ndim < 2 or x.shape[1] != classes:
+                        raise ForwardError("caffe-segnet's per-class accuracy needs the "
+                                           "classes on axis 1")
+                    tops.append((right / seen).reshape(classes, 1, 1, 1))
+                else:
+                    tops.append(np.where(seen == 0, np.float32(0), right / seen)
+                                .astype(np.float32))
         return tops
+
+
+def segnet_schema(layer) -> bool:
+    """Whether the layer is read in caffe-segnet's schema (alone or combined): its
+    LossParameter has `weight_by_label_freqs`, and its loss and accuracy layers are
+    that fork's own."""
+    return "weight_by_label_freqs" in layer.loss_param.DESCRIPTOR.fields_by_name
