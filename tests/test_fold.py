@@ -8,6 +8,7 @@ a scale factor of 999.982 as a trained net stores them), never checked in as bin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from bnlint.caffe.load import parse_text
 from bnlint.caffe.net import net_view
 from bnlint.caffe.weights import caffemodel_bytes, read_weights, write_caffemodel
 from bnlint.cli import COMMANDS
+from bnlint.errors import BnlintError
 from bnlint.files import read_text
 from bnlint.forward.compare import golden_close, input_sensitivity
 from bnlint.forward.executor import Network, load_network
@@ -28,7 +30,7 @@ from bnlint.lint.diagnostics import Severity
 from bnlint.lint.runner import lint_source
 from bnlint.source import SourceFile
 from bnlint.transform.fold import plan as fold_plan
-from bnlint.transform.fold import (AS_SCALE, FOLDED, KEPT, batchnorm_as_scale, fold,
+from bnlint.transform.fold import (AS_SCALE, CONVERTED, FOLDED, KEPT, batchnorm_as_scale, fold,
                                    fold_batchnorm, plan_fold)
 
 FOLD = FIXTURES / "fold"
@@ -117,6 +119,38 @@ def fold_cli(run_cli, monkeypatch, tmp_path):
     return run
 
 
+def decisions(plan) -> dict[str, tuple]:
+    """Per BatchNorm: its action, the layer it went into (the Scale doing its work, for
+    AS_SCALE), and the Scale absorbed with it."""
+    return {s.batchnorm.name: (s.action, s.into.name if s.into else None,
+                               s.scale.name if s.scale else None) for s in plan.sites}
+
+
+def planned(name: str, arrays=None, **options):
+    """plan_fold of a fixture net with its seeded weights."""
+    net = FOLD / f"{name}.prototxt"
+    arrays = seeded_weights(net) if arrays is None else arrays
+    return plan_fold(parse_text(read_text(str(net))), arrays, **options)
+
+
+def cli_sites(out: str) -> list[tuple[int, str]]:
+    """(line, BatchNorm name) of each site `bnlint fold` lists."""
+    return [(int(line), name) for line, name in re.findall(r"^\S+?:(\d+): (\S+)", out, re.M)]
+
+
+def cli_counts(out: str) -> tuple[int, ...]:
+    """`bnlint fold`'s summary: folded, turned into Scale, kept (, written as BVLC)."""
+    found = re.search(r"^(\d+) folded, (\d+) turned into Scale, (\d+) kept"
+                      r"(?:, (\d+) written as BVLC)?", out, re.M)
+    return tuple(int(n) for n in found.groups() if n is not None)
+
+
+def cli_verified(out: str) -> tuple[int, int]:
+    """`bnlint fold`'s verification line: rewritten layers and outputs compared."""
+    found = re.search(r"^verified: (\d+) rewritten layers and (\d+) outputs", out, re.M)
+    return (int(found[1]), int(found[2])) if found else ()
+
+
 def fold_fixture(fold_cli, tmp_path, name: str, *extra: str, **weight_options):
     net = FOLD / f"{name}.prototxt"
     arrays = seeded_weights(net, **weight_options)
@@ -202,21 +236,26 @@ def test_folded_text_is_exactly_the_expected_one(name, fold_cli, tmp_path):
     assert proto.read_text() == (FOLD / f"{name}.folded.prototxt").read_text()
 
 
-def test_sites_are_listed_with_their_reasons(fold_cli, tmp_path):
+def test_each_batchnorm_gets_its_site():
+    """bn_a and bn_b: their producer's output has another reader (Eltwise 'sum', ReLU
+    'short_b'); bn_pool: its producer is a Pooling; bn_c folds with its Scale."""
+    assert decisions(planned("branch")) == {
+        "bn_a": (AS_SCALE, "sc_a", "sc_a"), "bn_b": (AS_SCALE, "sc_b", "sc_b"),
+        "bn_pool": (AS_SCALE, "bn_pool", None), "bn_c": (FOLDED, "conv_c", "sc_c")}
+
+
+def test_cli_lists_each_site_where_it_starts(fold_cli, tmp_path):
     *_, out = fold_fixture(fold_cli, tmp_path, "branch")
-    assert "bn_a + sc_a -> Scale 'sc_a' with bias: not folded, its input 'conv_a' also feeds " \
-           "Eltwise 'sum'" in out
-    assert "bn_b + sc_b -> Scale 'sc_b'" in out and "also feeds ReLU 'short_b'" in out
-    assert "its input comes from Pooling 'pool'" in out
-    assert "bn_c + sc_c folded into Convolution 'conv_c'" in out
-    assert "branch.prototxt:23: bn_pool -> Scale" in out   # where bn_pool starts
-    assert "1 folded, 3 turned into Scale, 0 kept" in out
-    assert "verified:" in out
+    assert cli_sites(out) == [(7, "bn_a"), (16, "bn_b"), (23, "bn_pool"), (40, "bn_c")]
+    assert cli_counts(out) == (1, 3, 0)
+    assert cli_verified(out) == (4, 1)
 
 
-def test_not_in_place_renames_only_the_producers_top(fold_cli, tmp_path):
-    *_, out = fold_fixture(fold_cli, tmp_path, "not_in_place")
-    assert "top 'conv' renamed 's_out'" in out
+def test_not_in_place_renames_only_the_producers_top():
+    plan = planned("not_in_place")
+    assert decisions(plan) == {"bn": (FOLDED, "conv", "scale")}
+    view = net_view(parse_text(SourceFile("folded.prototxt", plan.text)))
+    assert {lv.name: lv.tops for lv in view.layers}["conv"] == ["s_out"]
 
 
 def test_keep_unfoldable_leaves_them_as_written(fold_cli, tmp_path):
@@ -226,13 +265,15 @@ def test_keep_unfoldable_leaves_them_as_written(fold_cli, tmp_path):
         assert f'name: "{name}" type: "BatchNorm"' in text or f'name: "{name}"' in text
     assert text.count('type: "BatchNorm"') == 3
     assert "bn_c" not in text
-    assert "(--keep-unfoldable)" in out
+    assert decisions(planned("branch", keep_unfoldable=True)) == {
+        "bn_a": (KEPT, None, None), "bn_b": (KEPT, None, None),
+        "bn_pool": (KEPT, None, None), "bn_c": (FOLDED, "conv_c", "sc_c")}
 
 
 def test_batch_statistics_are_kept(fold_cli, tmp_path):
     net, weights, _, proto, _, out = fold_fixture(fold_cli, tmp_path, "batch_stats")
     assert proto.read_text() == net.read_text()
-    assert "conv_bn kept: it uses batch statistics" in out
+    assert decisions(planned("batch_stats")) == {"conv_bn": (KEPT, None, None)}
 
 
 def test_refolding_the_output_changes_nothing(fold_cli, tmp_path):
@@ -280,7 +321,7 @@ def test_folded_weights_are_the_formula(fold_cli, tmp_path):
 def test_zero_scale_factor_in_the_weights(fold_cli, tmp_path):
     net, weights, arrays, proto, model, out = fold_fixture(fold_cli, tmp_path, "variants",
                                                            zero_factor=("c0_bn",))
-    assert "scale factor 0" in out
+    assert decisions(planned("variants", arrays))["c0_bn"] == (FOLDED, "c0", "c0_sc")
     written = read_weights(str(model))
     gamma, beta = arrays["c0_sc"]
     k = gamma.astype(np.float64) / np.sqrt(np.float64(np.float32(1e-5)))
@@ -294,8 +335,8 @@ def test_nvcaffe_five_blob_batchnorm(fold_cli, tmp_path):
         fold_cli, tmp_path, "nvcaffe", nvcaffe=("conv_bn", "pool_bn"))
     text = proto.read_text()
     assert 'type: "BatchNorm"' not in text and "scale_bias" not in text
-    assert "conv_bn folded into Convolution 'conv'" in out
-    assert "pool_bn -> Scale 'pool_bn'" in out
+    assert decisions(planned("nvcaffe", arrays)) == {"conv_bn": (FOLDED, "conv", None),
+                                                     "pool_bn": (AS_SCALE, "pool_bn", None)}
     written = read_weights(str(model))
     mean, var, _, gamma, beta = (a.astype(np.float64) for a in arrays["conv_bn"])
     k = gamma / np.sqrt(var + 1e-5)            # NVCaffe: eps at least 1e-5, no correction
@@ -311,7 +352,9 @@ def test_nvcaffe_five_blob_batchnorm(fold_cli, tmp_path):
 def test_nvcaffe_batchnorm_kept_keeps_its_five_blobs(fold_cli, tmp_path):
     net, weights, arrays, proto, model, out = fold_fixture(
         fold_cli, tmp_path, "nvcaffe", "--keep-unfoldable", nvcaffe=("conv_bn", "pool_bn"))
-    assert "pool_bn kept: not foldable" in out and "verified:" in out
+    assert decisions(planned("nvcaffe", arrays, keep_unfoldable=True)) == {
+        "conv_bn": (FOLDED, "conv", None), "pool_bn": (KEPT, None, None)}
+    assert cli_verified(out) == (1, 1)
     written = read_weights(str(model))
     assert [b.shape for b in written["pool_bn"]] == [(5,), (5,), (1,), (5,), (5,)]
     assert "scale_bias: true } }" in proto.read_text()
@@ -457,7 +500,7 @@ def test_output_to_stdout(fold_cli, tmp_path, run_cli):
                              "--weights-out", str(tmp_path / "f.caffemodel"))
     assert code == 0, err
     assert out == (FOLD / "not_in_place.folded.prototxt").read_text()
-    assert "folded into Convolution 'conv'" in err
+    assert cli_sites(err) == [(7, "bn")] and cli_counts(err) == (1, 0, 0)   # on stderr
 
 
 # --- the golden nets ------------------------------------------------------------------------
@@ -630,9 +673,10 @@ def test_nvcaffe_forms_fold_with_nvcaffes_numbers(fold_cli, tmp_path):
     pool_bn3 (3 blobs, no scale_bias): blobs[2] = 999.982 is not applied; fc_bn: the
     scale filler makes it 5 blobs."""
     net, _, arrays, proto, model, out = fold_fork(fold_cli, tmp_path, "nvcaffe_forms")
-    assert "2 folded, 2 turned into Scale, 0 kept" in out
-    assert "use_global_stats: false, which NVCaffe does not read at TEST" in out
-    assert "its correction blob 999.982 is not applied" in out
+    assert decisions(planned("nvcaffe_forms", arrays)) == {
+        "bn1": (FOLDED, "conv1", None), "pool_bn": (AS_SCALE, "pool_bn", None),
+        "pool_bn3": (AS_SCALE, "pool_bn3", None), "fc_bn": (FOLDED, "fc", None)}
+    assert cli_counts(out) == (2, 2, 0)
     written = read_weights(str(model))
     mean, var, _, gamma, beta = (a.astype(np.float64) for a in arrays["bn1"])
     k = gamma / np.sqrt(var + np.float64(np.float32(1e-5)))
@@ -653,9 +697,12 @@ def test_nvcaffe_forms_to_bvlc_keeps_the_unfoldable_as_batchnorm_and_scale(fold_
     net, _, arrays, proto, model, out = fold_fork(fold_cli, tmp_path, "nvcaffe_forms",
                                                   "--keep-unfoldable", "--to-dialect", "bvlc")
     assert proto.read_text() == (FOLD / "nvcaffe_forms.bvlc.prototxt").read_text()
-    assert "pool_bn -> BVLC BatchNorm + Scale 'pool_bn/scale'" in out
-    assert "pool_bn3 -> BVLC BatchNorm: not foldable" in out
-    assert "2 written as BVLC BatchNorm (+ Scale)" in out and "verified: 4 rewritten" in out
+    plan = planned("nvcaffe_forms", arrays, keep_unfoldable=True, to_dialect="bvlc")
+    assert decisions(plan) == {"bn1": (FOLDED, "conv1", None), "pool_bn": (CONVERTED, None, None),
+                               "pool_bn3": (CONVERTED, None, None), "fc_bn": (FOLDED, "fc", None)}
+    assert {s.batchnorm.name: s.added for s in plan.sites if s.action == CONVERTED} == {
+        "pool_bn": "pool_bn/scale", "pool_bn3": None}
+    assert cli_counts(out) == (2, 0, 0, 2) and cli_verified(out) == (4, 1)
     assert _bvlc_problems(proto) == []
     assert not _bvlc_check(proto, model)
     written = read_weights(str(model))
@@ -675,7 +722,7 @@ def test_nvcaffe_forms_to_bvlc_keeps_the_unfoldable_as_batchnorm_and_scale(fold_
     code, out, err, again, _ = fold_cli(proto, model, "--keep-unfoldable", "--to-dialect",
                                         "bvlc", name="again")
     assert code == 0 and again.read_text() == proto.read_text(), out + err
-    assert "0 folded, 0 turned into Scale, 2 kept" in out
+    assert cli_counts(out) == (0, 0, 2)
 
 
 def test_to_bvlc_without_keep_unfoldable_leaves_no_nvcaffe_field(fold_cli, tmp_path):
@@ -688,8 +735,8 @@ def test_to_bvlc_without_keep_unfoldable_leaves_no_nvcaffe_field(fold_cli, tmp_p
 
 def test_segnet_bn_folds_as_scale_and_shift(fold_cli, tmp_path):
     net, _, arrays, proto, model, out = fold_fork(fold_cli, tmp_path, "segnet")
-    assert "conv1_bn folded into Convolution 'conv1' (SegNet BN (bn_mode INFERENCE)" in out
-    assert "pool1_bn -> Scale 'pool1_bn' with bias" in out
+    assert decisions(planned("segnet", arrays)) == {"conv1_bn": (FOLDED, "conv1", None),
+                                                    "pool1_bn": (AS_SCALE, "pool1_bn", None)}
     text = proto.read_text()
     assert '"BN"' not in text and "bn_param" not in text and _bvlc_problems(proto) == []
     # SegNet's two param specs are the Scale's two blobs: kept
@@ -757,10 +804,13 @@ def test_to_bvlc_refuses_what_bvlc_cannot_say(fold_cli, tmp_path):
     blobs = [np.ones((1, 2, 1, 1), np.float32), np.zeros((1, 2, 1, 1), np.float32)]
     weights = write_weights(tmp_path / "learn.caffemodel", net, {"bn": blobs})
     code, out, err, proto, _ = fold_cli(net, weights, "--to-dialect", "bvlc")
-    assert code == 2 and "cannot write BN 'bn' in BVLC's form" in err
-    assert "bn_mode LEARN" in err and not proto.exists()
+    assert code == 2 and not proto.exists()
+    learn, arrays = parse_text(read_text(str(net))), read_weights(str(weights))
+    with pytest.raises(BnlintError) as refused:         # located at the layer refused
+        plan_fold(learn, arrays, to_dialect="bvlc")
+    assert refused.value.source.line_col(refused.value.offset)[0] == 6
     code, out, err, proto, _ = fold_cli(net, weights)        # without: kept, as it is
-    assert code == 0 and "bn kept: SegNet's BN with bn_mode LEARN" in out
+    assert code == 0 and decisions(plan_fold(learn, arrays)) == {"bn": (KEPT, None, None)}
     source = FOLD / "nvcaffe_forms.prototxt"
     arrays = seeded_weights(source, nvcaffe=NV_FORMS)
     del arrays["pool_bn"]
@@ -790,9 +840,12 @@ def test_to_bvlc_names_the_fork_fields_it_leaves(fold_cli, tmp_path):
     code, out, err, proto, _ = fold_cli(net, weights, "--to-dialect", "bvlc",
                                         "--keep-unfoldable")
     assert code == 0, out + err
-    assert "bn -> BVLC BatchNorm + Scale 'bn/scale'" in out and "verified:" in out
-    assert "warning: the BatchNorm layers are in bvlc's form, but 1 other field(s)" in out
-    assert "layer.upsample_param (layer 'up')" in out
+    plan = plan_fold(parse_text(read_text(str(net))), read_weights(str(weights)),
+                     keep_unfoldable=True, to_dialect="bvlc")
+    assert decisions(plan) == {"bn": (CONVERTED, None, None)}
+    assert [s.added for s in plan.sites] == ["bn/scale"]
+    assert len(plan.warnings) == 1 and plan.dialect.name == "segnet"   # read as SegNet's
+    assert cli_verified(out) == (1, 1)
     assert _bvlc_problems(proto) == ["layer.upsample_param"]
 
 

@@ -269,10 +269,12 @@ def test_cli_equivalent_exits_0_and_is_quiet_off_a_terminal(cli):
 
 
 def test_cli_not_equivalent_exits_1_and_names_the_layer(cli):
-    code, out, _ = cli(TRAIN_VAL, HERE / "deploy_no_scale.prototxt")
+    code, out, _ = cli(TRAIN_VAL, HERE / "deploy_no_scale.prototxt", "--format", "json")
     assert code == 1
-    assert "first divergence: layer 'scale2' (Scale)" in out
-    assert "NOT equivalent" in out
+    data = json.loads(out)
+    assert data["equivalent"] is False
+    assert (data["divergence"]["layer"], data["divergence"]["type"],
+            data["divergence"]["kind"]) == ("scale2", "Scale", KIND_MISSING)
 
 
 def test_cli_json(cli, partial_weights):
@@ -308,9 +310,12 @@ def test_cli_progress_bar_waits_a_second(monkeypatch):
 
 def test_cli_options_reach_the_check(cli):
     code, out, _ = cli(TRAIN_VAL, HERE / "deploy_eps.prototxt", "--rtol", "0.1", "--atol",
-                       "0.01", "--input-shape", "data=4,3,16,16", "--output", "fc=fc")
+                       "0.01", "--input-shape", "data=4,3,16,16", "--output", "fc=fc",
+                       "--format", "json")
     assert code == 0, out                   # a 1e-3 relative change is within rtol 0.1
-    assert "data 4x3x16x16" in out
+    data = json.loads(out)
+    assert (data["rtol"], data["atol"], data["inputs"]) == (0.1, 0.01, {"data": [4, 3, 16, 16]})
+    assert [(o["a"], o["b"], o["ok"]) for o in data["outputs"]] == [("fc", "fc", True)]
 
 
 # --- real nets ----------------------------------------------------------------------------
