@@ -26,8 +26,9 @@ from bnlint.errors import BnlintError
 from bnlint.files import read_text
 from bnlint.source import SourceFile
 from bnlint.transform import UnsafeRewriteError
-from bnlint.transform.deploy import (DeployOptions, compare_deploy, layers_missing_weights,
-                                     reference_input_shapes, to_deploy)
+from bnlint.transform.deploy import (INPUT_KEY, LAYER_FIELD, LAYER_ORDER, ONLY_DEPLOY,
+                                     DeployOptions, Difference, compare_deploy,
+                                     layers_missing_weights, reference_input_shapes, to_deploy)
 from conftest import CORPUS, FIXTURES, needs_shared
 
 DEPLOY_FIXTURES = FIXTURES / "deploy"
@@ -269,9 +270,10 @@ def test_missing_shape_is_bad_input():
         to_deploy(net(TRAIN.replace("crop_size: 8 ", "")))
     result = to_deploy(net(TRAIN.replace("crop_size: 8 ", "")),
                        DeployOptions(fallback_shapes={"data": (10, 3, 5, 5)}))
-    assert "dim: 10 dim: 3 dim: 5 dim: 5" in result.text
+    assert result.input_shapes == {"data": (10, 3, 5, 5)}
     result = to_deploy(net(TRAIN), DeployOptions(fallback_shapes={"data": (10, 3, 5, 5)}))
-    assert "dim: 1 dim: 3 dim: 8 dim: 8" in result.text   # inferred beats the fallback
+    assert result.input_shapes == {"data": (1, 3, 8, 8)}   # inferred beats the fallback
+    assert "dim: 1 dim: 3 dim: 8 dim: 8" in result.text    # and is what is written
 
 
 def test_override_of_a_declared_input_is_noted_not_used():
@@ -336,13 +338,13 @@ def test_check_ignores_form_and_finds_meaning():
         'layer { name: "prob"', 'layer { name: "extra" type: "ReLU" bottom: "fc" top: "fc" }\n'
                                 'layer { name: "prob"')
     assert compare_deploy(generated, net(changed)) == [
-        "layer 'extra' (ReLU): only in the deploy net",
-        "layer 'fc' (InnerProduct): inner_product_param.num_output: generated 2, deploy 3",
+        Difference(ONLY_DEPLOY, "extra", "ReLU"),
+        Difference(LAYER_FIELD, "fc", "InnerProduct", "inner_product_param.num_output", "2", "3"),
     ]
     shaped = HAND_DEPLOY.replace("dim: 8 dim: 8", "dim: 9 dim: 9")
     assert compare_deploy(generated, net(shaped)) == [
-        "layer <Input> (Input): input_param.shape[0].dim: generated [1, 3, 8, 8], deploy "
-        "[1, 3, 9, 9]"]
+        Difference(LAYER_FIELD, INPUT_KEY, "Input", "input_param.shape[0].dim", "[1, 3, 8, 8]",
+                   "[1, 3, 9, 9]")]
 
 
 def test_check_batch_norm_defaults_and_order():
@@ -358,13 +360,15 @@ def test_check_batch_norm_defaults_and_order():
     assert compare_deploy(a, b) == []
     swapped = net(b.source.text.replace('name: "bn"', 'name: "TMP"').replace(
         'name: "r"', 'name: "bn"').replace('name: "TMP"', 'name: "r"'))
-    assert any(line.startswith("layer order:") for line in compare_deploy(a, swapped))
+    assert Difference(LAYER_ORDER, generated="bn", deploy="r") in compare_deploy(a, swapped)
     wrong = net(b.source.text.replace("moving_average_fraction: 0.9",
                                       "use_global_stats: false eps: 0.001"))
     assert compare_deploy(a, wrong) == [
-        "layer 'bn' (BatchNorm): batch_norm_param.eps: generated unset, deploy 0.001",
-        "layer 'bn' (BatchNorm): batch_norm_param.use_global_stats: generated true, "
-        "deploy false"]
+        Difference(LAYER_FIELD, "bn", "BatchNorm", "batch_norm_param.eps", None, "0.001"),
+        Difference(LAYER_FIELD, "bn", "BatchNorm", "batch_norm_param.use_global_stats",
+                   "true", "false")]
+    assert str(compare_deploy(a, wrong)[0]) == \
+        "layer 'bn' (BatchNorm): batch_norm_param.eps: generated unset, deploy 0.001"
 
 
 def test_cli_check(run_cli, tmp_path):
@@ -599,10 +603,11 @@ def test_corpus_pair(pair):
     result = to_deploy(train, options)
     generated = reparse(train, result.text)
     differences = compare_deploy(generated, reference, result.state)
-    unexplained = [line for line in differences
+    lines = [str(d) for d in differences]       # the patterns are --check's printed lines
+    unexplained = [line for line in lines
                    if not any(re.search(p, line) for p, _ in pair.differences)]
     assert unexplained == []
-    unused = [p for p, _ in pair.differences if not any(re.search(p, d) for d in differences)]
+    unused = [p for p, _ in pair.differences if not any(re.search(p, d) for d in lines)]
     assert unused == []
     # the result is a net bnlint check accepts, with no error the train net lacks
     assert _error_codes(SourceFile(train.path, result.text)) <= \

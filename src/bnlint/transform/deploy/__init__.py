@@ -55,7 +55,9 @@ from bnlint.caffe.phase import Phase
 from bnlint.errors import BnlintError, ParseError
 from bnlint.syntax.edits import apply_edits
 from bnlint.transform import UnsafeRewriteError, collapse_blank_lines
-from bnlint.transform.deploy.compare import (INPUT_KEY, caffemodel_blob_counts, compare_deploy,
+from bnlint.transform.deploy.compare import (INPUT_KEY, LAYER_FIELD, LAYER_ORDER, NET_FIELD,
+                                             ONLY_DEPLOY, ONLY_GENERATED, Difference,
+                                             caffemodel_blob_counts, compare_deploy,
                                              layers_missing_weights, reference_input_shapes)
 from bnlint.transform.deploy.options import DeployOptions, DeployResult, Shape
 from bnlint.transform.deploy.plan import DeployPlan
@@ -114,5 +116,7 @@ def check_deploy(original: TextFile, result: DeployResult, options: DeployOption
                                  f"{broken[0].message}")
 
 
-__all__ = ["INPUT_KEY", "DeployOptions", "DeployResult", "Shape", "caffemodel_blob_counts",
-           "compare_deploy", "layers_missing_weights", "reference_input_shapes", "to_deploy"]
+__all__ = ["INPUT_KEY", "LAYER_FIELD", "LAYER_ORDER", "NET_FIELD", "ONLY_DEPLOY",
+           "ONLY_GENERATED", "DeployOptions", "DeployResult", "Difference", "Shape",
+           "caffemodel_blob_counts", "compare_deploy", "layers_missing_weights",
+           "reference_input_shapes", "to_deploy"]

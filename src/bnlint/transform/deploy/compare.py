@@ -21,6 +21,42 @@ from bnlint.transform.deploy.options import Shape
 
 INPUT_KEY = "<Input>"
 
+# What a `Difference` is about.
+NET_FIELD = "net-field"            # a net-level field
+ONLY_GENERATED = "only-generated"  # a layer only the generated net has
+ONLY_DEPLOY = "only-deploy"        # a layer only the hand-written deploy net has
+LAYER_FIELD = "layer-field"        # a field of a layer both have
+LAYER_ORDER = "layer-order"        # the first place the shared layers' order differs
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way the generated deploy net differs from the hand-written one, as Caffe runs
+    them; `str()` is the line `--check` prints."""
+
+    kind: str                      # NET_FIELD, ONLY_GENERATED, ONLY_DEPLOY, LAYER_FIELD, ...
+    layer: str = ""                # the layer's name (INPUT_KEY: the Input layer)
+    layer_type: str = ""
+    field: str = ""                # the field's path, e.g. inner_product_param.num_output
+    generated: str | None = None   # its value there (None: unset); LAYER_ORDER: the layer
+    deploy: str | None = None
+
+    def __str__(self) -> str:
+        where = f"layer {_shown(self.layer)} ({self.layer_type})"
+        if self.kind == NET_FIELD:
+            return (f"net: {self.field}: generated {self.generated or 'unset'}, deploy "
+                    f"{self.deploy or 'unset'}")
+        if self.kind == ONLY_GENERATED:
+            return f"{where}: only in the generated net"
+        if self.kind == ONLY_DEPLOY:
+            return f"{where}: only in the deploy net"
+        if self.kind == LAYER_ORDER:
+            return (f"layer order: the generated net has {_shown(self.generated)} where the "
+                    f"deploy net has {_shown(self.deploy)}")
+        generated = "unset" if self.generated is None else self.generated
+        deploy = "unset" if self.deploy is None else self.deploy
+        return f"{where}: {self.field}: generated {generated}, deploy {deploy}"
+
 
 @dataclass
 class _NetSemantics:
@@ -37,8 +73,8 @@ def reference_input_shapes(text_file: TextFile) -> dict[str, Shape]:
 
 
 def compare_deploy(generated: TextFile, reference: TextFile,
-                   state: NetState | None = None) -> list[str]:
-    """Differences between two nets as Caffe runs them, one readable line each.
+                   state: NetState | None = None) -> list[Difference]:
+    """Differences between two nets as Caffe runs them, in the order `--check` prints them.
 
     Both are upgraded (so net-level inputs equal an Input layer) and filtered by the
     state; fillers, param blocks, comments, formatting, values written at their
@@ -51,34 +87,32 @@ def compare_deploy(generated: TextFile, reference: TextFile,
     state = NetState(Phase.TEST, state.stages if state else ())
     ours = _semantics(generated, state)
     theirs = _semantics(reference, state)
-    lines: list[str] = []
+    found: list[Difference] = []
     for key in sorted(set(ours.net) | set(theirs.net)):
         a, b = ours.net.get(key), theirs.net.get(key)
         if a != b:
-            lines.append(f"net: {key}: generated {a or 'unset'}, deploy {b or 'unset'}")
+            found.append(Difference(NET_FIELD, field=key, generated=a, deploy=b))
     for key in ours.order:
         if key not in theirs.layers:
-            lines.append(f"layer {_shown(key)} ({ours.layers[key][0]}): only in the "
-                         f"generated net")
+            found.append(Difference(ONLY_GENERATED, key, ours.layers[key][0]))
     for key in theirs.order:
         if key not in ours.layers:
-            lines.append(f"layer {_shown(key)} ({theirs.layers[key][0]}): only in the deploy "
-                         f"net")
+            found.append(Difference(ONLY_DEPLOY, key, theirs.layers[key][0]))
     for key in ours.order:
         if key not in theirs.layers:
             continue
         (type_a, a), (_, b) = ours.layers[key], theirs.layers[key]
         for path in sorted(set(a) | set(b)):
             if a.get(path) != b.get(path):
-                lines.append(f"layer {_shown(key)} ({type_a}): {path}: generated "
-                             f"{a.get(path, 'unset')}, deploy {b.get(path, 'unset')}")
+                found.append(Difference(LAYER_FIELD, key, type_a, path, a.get(path),
+                                        b.get(path)))
     common_ours = [k for k in ours.order if k in theirs.layers]
     common_theirs = [k for k in theirs.order if k in ours.layers]
     if common_ours != common_theirs:
         i = next(i for i, (x, y) in enumerate(zip(common_ours, common_theirs)) if x != y)
-        lines.append(f"layer order: the generated net has {_shown(common_ours[i])} where the "
-                     f"deploy net has {_shown(common_theirs[i])}")
-    return lines
+        found.append(Difference(LAYER_ORDER, generated=common_ours[i],
+                                deploy=common_theirs[i]))
+    return found
 
 
 def _shown(key: str) -> str:
