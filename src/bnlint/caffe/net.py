@@ -13,6 +13,7 @@ that name in file order (in-place tops shadow earlier ones).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterator
 
 from bnlint.caffe.layers import ROLE_DATA, ROLE_EVALUATION, ROLE_LOSS, types_with
@@ -47,13 +48,21 @@ class LayerView:
     legacy: str | None = None  # "v1" or "v0" when written in an old syntax
     item: Message | None = None  # the layer's own block when written `layer: [{...}, ...]`
 
-    @property
+    # name, type and rules are read from the message once: the rules and the graphs
+    # ask for them per layer many times, and each read of a message field makes a
+    # new Python object
+    @cached_property
     def name(self) -> str:
         return self.message.name
 
-    @property
+    @cached_property
     def type(self) -> str:
         return self.message.type
+
+    @cached_property
+    def rules(self) -> tuple[tuple, tuple]:
+        """The include and the exclude NetStateRules."""
+        return tuple(self.message.include), tuple(self.message.exclude)
 
     @property
     def bottoms(self) -> list[str]:
@@ -218,10 +227,10 @@ def rule_matches(rule, state: NetState) -> bool:
 def layer_included(layer: LayerView, state: NetState) -> bool:
     """Caffe's FilterNet for one layer (include wins when both are given, as Caffe
     aborts on that case anyway and N003 reports it)."""
-    msg = layer.message
-    if len(msg.include):
-        return any(rule_matches(r, state) for r in msg.include)
-    return not any(rule_matches(r, state) for r in msg.exclude)
+    include, exclude = layer.rules
+    if include:
+        return any(rule_matches(r, state) for r in include)
+    return not any(rule_matches(r, state) for r in exclude)
 
 
 def layer_phase(layer: LayerView, state: NetState) -> Phase:
