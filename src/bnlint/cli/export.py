@@ -58,10 +58,9 @@ def onnx_command(net_path: str, weights_path: str, output: str, opset: int | Non
     batch) match bnlint's forward of NET within the golden tolerance. A layer ONNX
     cannot express exactly is refused by name.
     """
-    from bnlint.caffe.load import parse_text
-    from bnlint.caffe.weights import read_weights
+    from bnlint.caffe.netfile import load_net
     from bnlint.export.onnx.model import require_onnx
-    from bnlint.files import read_text, write_atomic
+    from bnlint.files import write_atomic
 
     require_onnx()
     from bnlint.export.onnx.export import ExportOptions, export_onnx
@@ -69,9 +68,10 @@ def onnx_command(net_path: str, weights_path: str, output: str, opset: int | Non
     if output == "-":
         raise click.UsageError("-o - : an ONNX model is binary; give a file name")
     choice = check_dialect_options(dialect, proto) or "auto"
-    text_file = parse_text(read_text(net_path), dialect=choice)
-    schema = text_file.dialect.schema() if text_file.dialect is not None else None
-    weights = read_weights(weights_path, schema)
+    # Unknown fields are export's to refuse (it names them all); the weights are read
+    # in the net's dialect.
+    net = load_net(net_path, weights_path, dialect=choice, refusal=None)
+    text_file, weights = net.text, net.weights
     options = ExportOptions(opset=opset, input_shapes=input_shapes, dynamic_batch=dynamic_batch,
                             fold=fold, check_blobs=check_blobs, until=until or None, seed=seed)
     result = export_onnx(text_file, weights, options)
