@@ -48,7 +48,7 @@ class LayerView:
     legacy: str | None = None  # "v1" or "v0" when written in an old syntax
     item: Message | None = None  # the layer's own block when written `layer: [{...}, ...]`
 
-    # name, type and rules are read from the message once: the rules and the graphs
+    # name, type and the rules are read from the message once: the rules and the graphs
     # ask for them per layer many times, and each read of a message field makes a
     # new Python object
     @cached_property
@@ -60,9 +60,14 @@ class LayerView:
         return self.message.type
 
     @cached_property
-    def rules(self) -> tuple[tuple, tuple]:
-        """The include and the exclude NetStateRules."""
-        return tuple(self.message.include), tuple(self.message.exclude)
+    def include(self) -> tuple:
+        """The include NetStateRules."""
+        return tuple(self.message.include)
+
+    @cached_property
+    def exclude(self) -> tuple:
+        """The exclude NetStateRules."""
+        return tuple(self.message.exclude)
 
     @property
     def bottoms(self) -> list[str]:
@@ -119,7 +124,7 @@ class NetView:
         """Every stage any include/exclude rule names, in first-seen order."""
         seen: dict[str, None] = {}
         for layer in self.layers:
-            for rule in list(layer.message.include) + list(layer.message.exclude):
+            for rule in layer.include + layer.exclude:
                 for s in list(rule.stage) + list(rule.not_stage):
                     seen.setdefault(s, None)
         return list(seen)
@@ -134,7 +139,7 @@ class NetView:
         """
         named: set[int] = set()
         for layer in self.layers:
-            for rule in list(layer.message.include) + list(layer.message.exclude):
+            for rule in layer.include + layer.exclude:
                 if rule.HasField("phase"):
                     named.add(rule.phase)
         if not named or len(named) == 2:
@@ -143,12 +148,12 @@ class NetView:
         # `exclude { phase: P }` alone means the net is meant for the other phase too,
         # and so does a loss that runs in every phase (a train/val net whose only rule
         # is a TEST-only Accuracy still trains)
-        excluded = any(r.HasField("phase") for layer in self.layers for r in layer.message.exclude)
-        trains = any(layer.type.endswith("Loss") and not len(layer.message.include)
-                     and not len(layer.message.exclude) for layer in self.layers)
+        excluded = any(r.HasField("phase") for layer in self.layers for r in layer.exclude)
+        trains = any(layer.type.endswith("Loss") and not layer.include
+                     and not layer.exclude for layer in self.layers)
         if only == Phase.TRAIN and not any(
                 is_data_layer(layer) for layer in self.layers
-                if any(r.HasField("phase") for r in layer.message.include)):
+                if any(r.HasField("phase") for r in layer.include)):
             return [Phase.TEST, Phase.TRAIN]
         return [Phase.TEST, Phase.TRAIN] if excluded or (trains and only == Phase.TEST) \
             else [only]
@@ -160,12 +165,12 @@ class NetView:
         """
         phases = self.phases()
         rules = [r for layer in self.layers
-                 for r in list(layer.message.include) + list(layer.message.exclude)]
+                 for r in layer.include + layer.exclude]
         # A phase whose include rules pick layers by stage (a solver's `test_state {
         # stage: ... }`, DIGITS' "train"/"val") is never instantiated without a stage.
         staged: set[Phase] = set()
         for layer in self.layers:
-            for r in layer.message.include:
+            for r in layer.include:
                 if len(r.stage):
                     staged |= {Phase(r.phase)} if r.HasField("phase") else set(phases)
         candidates = [NetState(p) for p in phases if p not in staged]
@@ -188,8 +193,8 @@ class NetView:
         return out
 
     def has_phase_rules(self) -> bool:
-        return any(layer.message.include or layer.message.exclude or
-                   layer.message.HasField("phase") for layer in self.layers)
+        return any(layer.include or layer.exclude or layer.message.HasField("phase")
+                    for layer in self.layers)
 
 
 @dataclass(frozen=True)
@@ -227,10 +232,9 @@ def rule_matches(rule, state: NetState) -> bool:
 def layer_included(layer: LayerView, state: NetState) -> bool:
     """Caffe's FilterNet for one layer (include wins when both are given, as Caffe
     aborts on that case anyway and N003 reports it)."""
-    include, exclude = layer.rules
-    if include:
-        return any(rule_matches(r, state) for r in include)
-    return not any(rule_matches(r, state) for r in exclude)
+    if layer.include:
+        return any(rule_matches(r, state) for r in layer.include)
+    return not any(rule_matches(r, state) for r in layer.exclude)
 
 
 def layer_phase(layer: LayerView, state: NetState) -> Phase:
