@@ -126,6 +126,11 @@ def decisions(plan) -> dict[str, tuple]:
                                s.scale.name if s.scale else None) for s in plan.sites}
 
 
+def causes(plan) -> dict[str, str]:
+    """Per BatchNorm: why it is not folded (a `CAUSES` code; "" when folded)."""
+    return {s.batchnorm.name: s.cause for s in plan.sites}
+
+
 def planned(name: str, arrays=None, **options):
     """plan_fold of a fixture net with its seeded weights."""
     net = FOLD / f"{name}.prototxt"
@@ -242,6 +247,8 @@ def test_each_batchnorm_gets_its_site():
     assert decisions(planned("branch")) == {
         "bn_a": (AS_SCALE, "sc_a", "sc_a"), "bn_b": (AS_SCALE, "sc_b", "sc_b"),
         "bn_pool": (AS_SCALE, "bn_pool", None), "bn_c": (FOLDED, "conv_c", "sc_c")}
+    assert causes(planned("branch")) == {"bn_a": "input-shared", "bn_b": "input-shared",
+                                         "bn_pool": "producer-type", "bn_c": ""}
 
 
 def test_cli_lists_each_site_where_it_starts(fold_cli, tmp_path):
@@ -274,6 +281,7 @@ def test_batch_statistics_are_kept(fold_cli, tmp_path):
     net, weights, _, proto, _, out = fold_fixture(fold_cli, tmp_path, "batch_stats")
     assert proto.read_text() == net.read_text()
     assert decisions(planned("batch_stats")) == {"conv_bn": (KEPT, None, None)}
+    assert causes(planned("batch_stats")) == {"conv_bn": "batch-statistics"}
 
 
 def test_refolding_the_output_changes_nothing(fold_cli, tmp_path):
@@ -368,7 +376,7 @@ def test_intel_caffe_five_blobs_are_not_taken_for_nvcaffe():
     arrays["conv_bn"] = [np.ones(c, np.float32)] * 4 + [np.ones(1, np.float32)]
     plan = plan_fold(text, arrays)
     site = next(s for s in plan.sites if s.batchnorm.name == "conv_bn")
-    assert site.action == KEPT and "not NVIDIA Caffe's" in site.reason
+    assert (site.action, site.cause) == (KEPT, "unknown-form")
 
 
 # --- the forward ---------------------------------------------------------------------------
@@ -395,7 +403,7 @@ def _check_errors(path: Path) -> set[str]:
 def test_output_passes_check_and_has_nothing_left_to_fold(fold_cli, tmp_path):
     """No error `bnlint check` finds in the output that it did not find in the input
     (batch_stats keeps its BN021: a BatchNorm with batch statistics is not foldable)."""
-    for name in FIXTURE_NETS + ["nvcaffe"]:
+    for name in FIXTURE_NETS:
         options = {"nvcaffe": ("conv_bn", "pool_bn")} if name == "nvcaffe" else {}
         net, _, _, proto, model, _ = fold_fixture(fold_cli, tmp_path, name, **options)
         new_errors = _check_errors(proto) - _check_errors(net)
@@ -464,7 +472,7 @@ def test_shared_weights_are_not_folded():
     net = FOLD / "shared_weights.prototxt"
     plan = plan_fold(parse_text(read_text(str(net))), seeded_weights(net))
     (site,) = plan.sites
-    assert site.action == AS_SCALE and "shares its weights with Convolution 'right'" in site.reason
+    assert (site.action, site.cause) == (AS_SCALE, "shared-weights")
 
 
 def test_a_scale_is_not_rewired_past_an_in_place_writer():
@@ -811,6 +819,7 @@ def test_to_bvlc_refuses_what_bvlc_cannot_say(fold_cli, tmp_path):
     assert refused.value.source.line_col(refused.value.offset)[0] == 6
     code, out, err, proto, _ = fold_cli(net, weights)        # without: kept, as it is
     assert code == 0 and decisions(plan_fold(learn, arrays)) == {"bn": (KEPT, None, None)}
+    assert causes(plan_fold(learn, arrays)) == {"bn": "batch-statistics"}
     source = FOLD / "nvcaffe_forms.prototxt"
     arrays = seeded_weights(source, nvcaffe=NV_FORMS)
     del arrays["pool_bn"]
@@ -856,9 +865,8 @@ def test_five_blobs_in_a_net_read_with_bvlcs_schema_are_kept():
         .replace("batch_norm_param { scale_bias: true }", "")
     arrays = seeded_weights(FOLD / "nvcaffe.prototxt", nvcaffe=("conv_bn", "pool_bn"))
     plan = plan_fold(parse_text(SourceFile("x.prototxt", text)), arrays)
-    assert [s.action for s in plan.sites] == [KEPT, KEPT]
-    assert "read as 'portable'" in plan.sites[0].reason
-    assert "scale_bias: true" in plan.sites[0].reason
+    assert [(s.action, s.cause) for s in plan.sites] == [(KEPT, "blob-count")] * 2
+    assert plan.dialect.name == "portable"
 
 
 def test_verify_an_nvcaffe_net_against_its_bvlc_conversion(fold_cli, run_cli, tmp_path):
@@ -881,3 +889,14 @@ def test_verify_finds_where_a_bvlc_conversion_differs(fold_cli, run_cli, tmp_pat
                              "--weights-b", str(model))
     assert code == 1 and "NOT equivalent" in out, out + err
     assert "first divergence: layer 'pool_bn'" in out
+
+
+def test_every_cause_is_a_known_code():
+    """Each reason the plan gives carries one of CAUSES' codes (Reason refuses others)."""
+    from bnlint.transform.fold.sites import CAUSES, Reason
+
+    with pytest.raises(ValueError):
+        Reason("because", "no such cause")
+    for name in FIXTURE_NETS:
+        for site in planned(name).sites:
+            assert (site.cause in CAUSES) == (site.action != FOLDED), (name, site.describe())

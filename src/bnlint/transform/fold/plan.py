@@ -26,7 +26,7 @@ from bnlint.transform import UnsafeRewriteError
 from bnlint.transform.fold.edits import Convert, PlanOutput, Target, ToBvlc, scalar_text
 from bnlint.transform.fold.maths import batchnorm_affine, fold_affine64
 from bnlint.transform.fold.sites import (AS_SCALE, BATCHNORM_TYPES, CONVERTED, FOLDABLE_TYPES,
-                                         FOLDED, KEPT, TEST_STATE, FoldPlan, Site)
+                                         FOLDED, KEPT, TEST_STATE, FoldPlan, Reason, Site)
 from bnlint.transform.fold.statistics import (Stats, bn_statistics, check_weights, form_of,
                                               reshaped, shape_text)
 
@@ -113,36 +113,41 @@ class Planner(PlanOutput):
     def _target(self, bn: LayerView, blob: Blob, channels: int) -> tuple[Target | None, str]:
         """The producer this BatchNorm can fold into, or why there is none."""
         if [(lv.index, i) for lv, i in blob.consumers] != [(bn.index, 0)]:
-            return None, (f"its input '{blob.name}' also feeds "
-                          f"{self._readers(blob.consumers, bn)}")
+            return None, Reason("input-shared", (
+                f"its input '{blob.name}' also feeds "
+                f"{self._readers(blob.consumers, bn)}"))
         chained = self.chain_end.get(id(blob))
         if chained is not None:
             return chained, ""
         producer = blob.producer
         if producer is None:
-            return None, f"its input '{blob.name}' is a net input"
+            return None, Reason("net-input", f"its input '{blob.name}' is a net input")
         what = f"{producer.type} '{producer.name}'"
         if producer.type not in FOLDABLE_TYPES:
-            return None, (f"its input comes from {what}; only Convolution, Deconvolution and "
-                          f"InnerProduct fold")
+            return None, Reason("producer-type", (
+                f"its input comes from {what}; only Convolution, Deconvolution and "
+                f"InnerProduct fold"))
         if len(producer.tops) != 1 or len(producer.bottoms) != 1:
-            return None, (f"{what} has {len(producer.bottoms)} bottoms and "
-                          f"{len(producer.tops)} tops sharing its weights")
+            return None, Reason("producer-wiring", (
+                f"{what} has {len(producer.bottoms)} bottoms and "
+                f"{len(producer.tops)} tops sharing its weights"))
         if producer.tops[0] == producer.bottoms[0]:
-            return None, f"{what} works in place"
+            return None, Reason("in-place", f"{what} works in place")
         top_text = scalar_text(producer.find("top"))
         if top_text is None:
-            return None, f"{what} writes its top as a list"
+            return None, Reason("top-list", f"{what} writes its top as a list")
         shared = self._shared_params(producer)
         if shared:
-            return None, (f"{what} shares its weights with {shared} (param name), which the "
-                          f"fold would change too")
+            return None, Reason("shared-weights", (
+                f"{what} shares its weights with {shared} (param name), which the "
+                f"fold would change too"))
         blobs = self._stored(producer)
         if blobs is None:
-            return None, f"the weights hold nothing for {what} (Caffe would use its fillers)"
+            return None, Reason("no-weights", (
+                f"the weights hold nothing for {what} (Caffe would use its fillers)"))
         bottom = self.graph.bottoms[producer.index][0]
         if bottom is None or bottom.shape is None or producer.index not in self.shapes.params:
-            return None, f"the shapes around {what} are unknown"
+            return None, Reason("shapes-unknown", f"the shapes around {what} are unknown")
         ndim = len(bottom.shape)
         if producer.type == "InnerProduct":
             param = producer.message.inner_product_param
@@ -153,15 +158,18 @@ class Planner(PlanOutput):
             out_axis = 1 if producer.type == "Deconvolution" else 0
         axis = param.axis + ndim if param.axis < 0 else param.axis
         if axis != 1:
-            return None, (f"{what} puts its outputs on axis {axis}, while BatchNorm "
-                          f"normalises axis 1")
+            return None, Reason("axis", (
+                f"{what} puts its outputs on axis {axis}, while BatchNorm "
+                f"normalises axis 1"))
         expected = 2 if param.bias_term else 1
         if len(blobs) != expected:
-            return None, f"{what} has {len(blobs)} blobs in the weights, {expected} expected"
+            return None, Reason("blob-count", (
+                f"{what} has {len(blobs)} blobs in the weights, {expected} expected"))
         weight = blobs[0]
         outputs = weight.shape[out_axis] * (groups if out_axis == 1 else 1)
         if outputs != channels:
-            return None, f"{what} has {outputs} outputs, the BatchNorm {channels} channels"
+            return None, Reason("channels", (
+                f"{what} has {outputs} outputs, the BatchNorm {channels} channels"))
         bias = blobs[1].astype(np.float64).reshape(-1) if param.bias_term else None
         return Target(producer, weight.astype(np.float64), bias, out_axis, groups, channels,
                        producer.tops[0], top_text), ""
@@ -224,13 +232,14 @@ class Planner(PlanOutput):
 
     def _site(self, bn: LayerView) -> Site:
         if len(bn.bottoms) != 1 or len(bn.tops) != 1:
-            return Site(bn, KEPT, f"it has {len(bn.bottoms)} bottoms and {len(bn.tops)} tops")
+            return Site(bn, KEPT, Reason("wiring", f"it has {len(bn.bottoms)} bottoms and "
+                                                   f"{len(bn.tops)} tops"))
         bottom = self.graph.bottoms[bn.index][0]
         top = self.graph.tops[bn.index][0]
         shape = bottom.shape if bottom is not None else None
         if shape == ():
-            return Site(bn, KEPT, "its bottom is a 0-axis blob, which Caffe's BatchNorm "
-                                  "refuses")
+            return Site(bn, KEPT, Reason("zero-axis", "its bottom is a 0-axis blob, which "
+                                                      "Caffe's BatchNorm refuses"))
         channels = None if shape is None else (1 if len(shape) == 1 else shape[1])
         stats, why, notes = bn_statistics(bn, self.weights, channels, self.text_file)
         if stats is None:
@@ -247,10 +256,11 @@ class Planner(PlanOutput):
         if target is not None:
             return self._fold(bn, scale, target, k, c, end, end_layer, notes)
         if self.keep_unfoldable:
-            return Site(bn, KEPT, f"not foldable, {why} (--keep-unfoldable)", notes=notes)
+            return Site(bn, KEPT, f"not foldable, {why} (--keep-unfoldable)", notes=notes,
+                        cause=why.code)
         if shape is not None and len(shape) < 2:
             return Site(bn, KEPT, f"not foldable, {why}; and a Scale needs a channel axis",
-                        notes=notes)
+                        notes=notes, cause=why.code)
         if scale is not None and (self._rewritten_between(bn.bottoms[0], bn, scale) or
                                   scalar_text(scale.find_all("bottom")[0]) is None or
                                   scalar_text(bn.find_all("bottom")[0]) is None):
@@ -283,7 +293,8 @@ class Planner(PlanOutput):
             weight, bias = fold_affine64(target.weight, target.bias, k, c, target.out_axis,
                                           target.groups)
         except ValueError as err:
-            return Site(bn, KEPT, f"its producer's weights do not fit: {err}", notes=notes)
+            return Site(bn, KEPT, f"its producer's weights do not fit: {err}", notes=notes,
+                        cause="weights-mismatch")
         if target.bias is None:
             notes.append("bias added")
         target.weight, target.bias = weight, bias

@@ -19,6 +19,44 @@ AS_SCALE = "scale"
 KEPT = "kept"
 CONVERTED = "converted"          # kept, and written in BVLC's form (to_dialect)
 
+#: Why a BatchNorm is not folded (`Site.cause`); the site's reason says it in words.
+CAUSES = {
+    # its statistics
+    "unknown-form": "a BatchNorm form (fork) whose meaning bnlint does not know",
+    "no-weights": "the weights hold nothing for it or for its producer",
+    "blob-count": "its (or its producer's) blobs are not as many as its form has",
+    "blob-shapes": "its blobs do not fit its channels",
+    "batch-statistics": "it normalises with the batch's statistics, even at TEST",
+    "nan-variance": "variance + eps is not positive for some channel",
+    # the graph around it
+    "wiring": "it has other than one bottom and one top",
+    "zero-axis": "its bottom has no axis",
+    "input-shared": "its input has other readers",
+    "net-input": "its input is a net input",
+    "producer-type": "its producer is not a Convolution, Deconvolution or InnerProduct",
+    "producer-wiring": "its producer has other than one bottom and one top",
+    "in-place": "its producer works in place",
+    "top-list": "its producer writes its top as a list",
+    "shared-weights": "its producer shares its weights with another layer",
+    "shapes-unknown": "the shapes around its producer are unknown",
+    "axis": "its producer's outputs are not on axis 1",
+    "channels": "its producer's outputs are not its channels",
+    "weights-mismatch": "its producer's weights do not fit the fold",
+}
+
+
+class Reason(str):
+    """A reason in words that carries its `CAUSES` code."""
+
+    code: str
+
+    def __new__(cls, code: str, text: str) -> "Reason":
+        if code not in CAUSES:
+            raise ValueError(f"unknown cause {code!r}")
+        reason = super().__new__(cls, text)
+        reason.code = code
+        return reason
+
 
 @dataclass
 class Site:
@@ -31,6 +69,11 @@ class Site:
     into: LayerView | None = None         # FOLDED: the producer; AS_SCALE: the Scale layer
     notes: list[str] = field(default_factory=list)
     added: str | None = None              # CONVERTED: the new Scale layer's name, if any
+    cause: str = ""                       # why not folded: a CAUSES code ("" when folded)
+
+    def __post_init__(self) -> None:
+        if not self.cause and isinstance(self.reason, Reason):
+            self.cause = self.reason.code
 
     @property
     def name(self) -> str:

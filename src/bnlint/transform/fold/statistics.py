@@ -37,6 +37,7 @@ from bnlint.caffe.layers.batchnorm import (
 )
 from bnlint.caffe.net import LayerView
 from bnlint.errors import BnlintError, WeightsError
+from bnlint.transform.fold.sites import Reason
 
 
 @dataclass
@@ -74,10 +75,11 @@ def bn_statistics(bn: LayerView, weights, channels: int | None, text_file
     if form == SEGNET_FORM:
         stats, why, notes = _segnet_statistics(bn, blobs, channels)
     elif bn.type == "BN":
-        return None, f"{form}: bnlint folds SegNet's BN only", []
+        return None, Reason("unknown-form", f"{form}: bnlint folds SegNet's BN only"), []
     elif blobs is None:
-        return None, ("the weights hold no trained statistics for it (Caffe would use "
-                      "zeros)"), []
+        return None, Reason("no-weights", (
+            "the weights hold no trained statistics for it (Caffe would use "
+            "zeros)")), []
     elif form == NVCAFFE_FORM:
         stats, why, notes = _nvcaffe_statistics(bn, blobs, channels)
     else:
@@ -86,7 +88,8 @@ def bn_statistics(bn: LayerView, weights, channels: int | None, text_file
         return None, why, []
     inverse = inverse_scale_factor(stats.factor)
     if not np.all(stats.var.astype(np.float64) * inverse + stats.eps > 0):
-        return None, "variance + eps is not positive for some channel (Caffe gives NaN)", []
+        return None, Reason("nan-variance", (
+            "variance + eps is not positive for some channel (Caffe gives NaN)")), []
     if bn.find("batch_norm_param.eps") is not None:
         notes.append(f"eps {stats.eps:g}")
     return stats, "", notes
@@ -98,19 +101,23 @@ def _bvlc_statistics(bn: LayerView, blobs, channels: int | None, text_file):
     param = bn.message.batch_norm_param
     if len(blobs) == 5:
         dialect = getattr(getattr(text_file, "dialect", None), "name", "portable")
-        return None, (f"5 blobs ({shape_text(blobs)}), as NVIDIA Caffe's BatchNorm with "
-                      f"scale and bias stores them, but the net is read as '{dialect}', "
-                      f"where BatchNorm has 3; NVCaffe itself loads 5 only into a "
-                      f"BatchNorm with `batch_norm_param {{ scale_bias: true }}`"), []
+        return None, Reason("blob-count", (
+            f"5 blobs ({shape_text(blobs)}), as NVIDIA Caffe's BatchNorm with "
+            f"scale and bias stores them, but the net is read as '{dialect}', "
+            f"where BatchNorm has 3; NVCaffe itself loads 5 only into a "
+            f"BatchNorm with `batch_norm_param {{ scale_bias: true }}`")), []
     if len(blobs) != 3:
-        return None, (f"{len(blobs)} blobs ({shape_text(blobs)}); BVLC's BatchNorm has "
-                      f"3"), []
+        return None, Reason("blob-count", (
+            f"{len(blobs)} blobs ({shape_text(blobs)}); BVLC's BatchNorm has "
+            f"3")), []
     if sizes[0] != channels or sizes[1] != channels or sizes[2] < 1:
-        return None, (f"its blobs {shape_text(blobs)} do not fit {channels} "
-                      f"channels (mean, variance, scale factor)"), []
+        return None, Reason("blob-shapes", (
+            f"its blobs {shape_text(blobs)} do not fit {channels} "
+            f"channels (mean, variance, scale factor)")), []
     if param.HasField("use_global_stats") and not param.use_global_stats:
-        return None, ("it uses batch statistics (use_global_stats: false), so its "
-                      "output depends on the batch and there is nothing to fold"), []
+        return None, Reason("batch-statistics", (
+            "it uses batch statistics (use_global_stats: false), so its "
+            "output depends on the batch and there is nothing to fold")), []
     flat = [np.asarray(b, dtype=np.float32).reshape(-1) for b in blobs]
     stats = Stats(flat[0], flat[1], float(flat[2][0]), float(param.eps), None, None,
                    BVLC_FORM)
@@ -127,17 +134,20 @@ def _nvcaffe_statistics(bn: LayerView, blobs, channels: int | None):
     want = batch_norm_blob_count(bn.message)
     if len(blobs) != want:
         if len(blobs) == 5:
-            return None, (f"5 blobs ({shape_text(blobs)}), but without `scale_bias: "
-                          f"true` (or a scale/bias filler) NVIDIA Caffe's BatchNorm has "
-                          f"3 and refuses them"), []
-        return None, (f"{len(blobs)} blobs ({shape_text(blobs)}); NVIDIA Caffe's "
-                      f"BatchNorm has {want} here"), []
+            return None, Reason("blob-count", (
+                f"5 blobs ({shape_text(blobs)}), but without `scale_bias: "
+                f"true` (or a scale/bias filler) NVIDIA Caffe's BatchNorm has "
+                f"3 and refuses them")), []
+        return None, Reason("blob-count", (
+            f"{len(blobs)} blobs ({shape_text(blobs)}); NVIDIA Caffe's "
+            f"BatchNorm has {want} here")), []
     c = channels
     if sizes != [c, c, 1, c, c][:want]:
         affine = ", scale, bias" if want == 5 else ""
-        return None, (f"{want} blobs {shape_text(blobs)} that are not NVIDIA Caffe's "
-                      f"(mean, variance, correction [1]{affine}) for {c} channels: "
-                      f"another fork's BatchNorm, whose meaning bnlint does not know"), []
+        return None, Reason("unknown-form", (
+            f"{want} blobs {shape_text(blobs)} that are not NVIDIA Caffe's "
+            f"(mean, variance, correction [1]{affine}) for {c} channels: "
+            f"another fork's BatchNorm, whose meaning bnlint does not know")), []
     flat = [np.asarray(b, dtype=np.float32).reshape(-1) for b in blobs]
     eps = effective_eps(bn.message)
     gamma, beta = (flat[3], flat[4]) if want == 5 else (None, None)
@@ -156,18 +166,21 @@ def _segnet_statistics(bn: LayerView, blobs, channels: int | None):
     BatchNorm with mean 0, variance 1 and eps 0 followed by (scale, shift)."""
     param = layer_fields.fork_param(bn.message, "bn_param")
     if layer_fields.fork_enum(param, "bn_mode", "LEARN") != "INFERENCE":
-        return None, ("SegNet's BN with bn_mode LEARN (the default) normalises with the "
-                      "batch's statistics even at TEST, so its output depends on the "
-                      "batch and there is nothing to fold (SegNet's "
-                      "compute_bn_statistics.py writes bn_mode: INFERENCE)"), []
+        return None, Reason("batch-statistics", (
+            "SegNet's BN with bn_mode LEARN (the default) normalises with the "
+            "batch's statistics even at TEST, so its output depends on the "
+            "batch and there is nothing to fold (SegNet's "
+            "compute_bn_statistics.py writes bn_mode: INFERENCE)")), []
     if blobs is None:
-        return None, ("the weights hold no scale and shift for it (Caffe would use its "
-                      "fillers)"), []
+        return None, Reason("no-weights", (
+            "the weights hold no scale and shift for it (Caffe would use its "
+            "fillers)")), []
     sizes = [blob_size(b) for b in blobs]
     channels = channels if channels is not None else (sizes[0] if sizes else 0)
     if sizes != [channels, channels]:
-        return None, (f"its blobs {shape_text(blobs)} are not SegNet's scale and shift "
-                      f"for {channels} channels"), []
+        return None, Reason("blob-shapes", (
+            f"its blobs {shape_text(blobs)} are not SegNet's scale and shift "
+            f"for {channels} channels")), []
     scale, shift = (np.asarray(b, dtype=np.float32).reshape(-1) for b in blobs)
     stats = Stats(np.zeros(channels, np.float32), np.ones(channels, np.float32), 1.0, 0.0,
                    scale, shift, SEGNET_FORM)
