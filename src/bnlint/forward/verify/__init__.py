@@ -56,9 +56,9 @@ from bnlint.forward.verify.pairing import (is_source, pair_outputs, prune, share
                                            with_unproduced_inputs)
 from bnlint.forward.verify.report import (DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_TRIALS,
                                           KIND_COMPUTES, KIND_EXTRA, KIND_LOAD, KIND_MISSING,
-                                          KIND_REWIRED, MIN_BATCH, CANNOT_VERIFY, Arrays,
-                                          Divergence, OutputResult, Shape, VerifyOptions,
-                                          VerifyReport)
+                                          KIND_REWIRED, MIN_BATCH, CANNOT_VERIFY, HINTS,
+                                          Arrays, Divergence, Hint, OutputResult, Shape,
+                                          VerifyOptions, VerifyReport)
 from bnlint.forward.verify.reuse import forward_key, link_twins
 from bnlint.forward.verify.weights import (TRAINED_BN_FACTOR, complete_weights, layer_rng,
                                            realistic_blobs, seeded_weights)
@@ -167,7 +167,8 @@ def _load_divergence(ctx: LocaliseContext, trial: int) -> Divergence:
     name = next(iter(ctx.weights_b.load_problems))
     la, lb = ctx.run_a.layers.get(name), ctx.run_b.layers.get(name)
     hints = (layer_hints(ctx, la, lb) if la is not None and lb is not None else
-             [f"Caffe refuses to load the weights: {ctx.weights_b.load_problems[name]}"])
+             [Hint("load-refused", f"Caffe refuses to load the weights: "
+                                   f"{ctx.weights_b.load_problems[name]}")])
     return Divergence(name, lb.type if lb is not None else "", KIND_LOAD, trial,
                       detail="Caffe would refuse to load the weights into this layer of B",
                       hints=hints)
@@ -207,8 +208,8 @@ def _record(network: Network, inputs: Mapping[str, np.ndarray], tick: Callable) 
     return RecordedRun(network, tops, feed, {lv.name: lv for lv in network.graph.layers})
 
 
-__all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "DEFAULT_TRIALS", "KIND_COMPUTES", "KIND_EXTRA",
-           "KIND_LOAD", "KIND_MISSING", "KIND_REWIRED", "MIN_BATCH", "TRAINED_BN_FACTOR",
-           "CANNOT_VERIFY", "Divergence", "OutputResult", "VerifyOptions", "VerifyReport",
-           "compare_blob", "forward_key", "layer_rng", "realistic_blobs",
-           "seeded_weights", "verify"]
+__all__ = ["CANNOT_VERIFY", "DEFAULT_ATOL", "DEFAULT_RTOL", "DEFAULT_TRIALS", "HINTS",
+           "KIND_COMPUTES", "KIND_EXTRA", "KIND_LOAD", "KIND_MISSING", "KIND_REWIRED",
+           "MIN_BATCH", "TRAINED_BN_FACTOR", "Divergence", "Hint", "OutputResult",
+           "VerifyOptions", "VerifyReport", "compare_blob", "forward_key", "layer_rng",
+           "realistic_blobs", "seeded_weights", "verify"]

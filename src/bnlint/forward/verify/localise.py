@@ -13,7 +13,7 @@ from bnlint.forward.compare import allclose
 from bnlint.forward.executor import Network
 from bnlint.forward.verify.pairing import is_source, latest_versions
 from bnlint.forward.verify.report import (KIND_COMPUTES, KIND_EXTRA, KIND_MISSING, KIND_REWIRED,
-                                          Divergence)
+                                          Divergence, Hint)
 from bnlint.forward.verify.reuse import NOT_FORWARD_FIELDS, global_stats_in, same_blobs
 from bnlint.forward.verify.weights import NetWeights
 
@@ -196,8 +196,8 @@ def _upstream_culprit(ctx: LocaliseContext, lv: LayerView, lb: LayerView, index:
                      err.problem)
     div.detail = (f"bottom {index} of '{lv.name}' comes from '{name_a}' in A but from "
                   f"'{name_b}' in B, and its values differ")
-    div.hints = [f"layers reordered or rewired: in B, '{lv.name}' reads the output of "
-                 f"'{name_b}' where A has it read '{name_a}'"]
+    div.hints = [Hint("rewired", f"layers reordered or rewired: in B, '{lv.name}' reads the "
+                                 f"output of '{name_b}' where A has it read '{name_a}'")]
     return div
 
 
@@ -215,13 +215,17 @@ def _first_absent(run: RecordedRun, layer: LayerView, other_tops: Mapping[str, o
 
 def _missing_hints(ctx: LocaliseContext, lv: LayerView) -> list[str]:
     if lv.type == "Scale":
-        return [f"A's Scale '{lv.name}' is missing from B: the learned per-channel gamma"
-                f"{' and beta' if lv.message.scale_param.bias_term else ''} after the "
-                f"BatchNorm are dropped (Caffe's BatchNorm has no affine part of its own)"]
+        return [Hint("missing-scale",
+                     f"A's Scale '{lv.name}' is missing from B: the learned per-channel gamma"
+                     f"{' and beta' if lv.message.scale_param.bias_term else ''} after the "
+                     f"BatchNorm are dropped (Caffe's BatchNorm has no affine part of its "
+                     f"own)")]
     if lv.type == "BatchNorm":
-        return [f"A's BatchNorm '{lv.name}' is missing from B; unless its statistics were "
-                f"folded into the layer before, the deploy skips the normalisation"]
-    return [f"A's layer '{lv.name}' ({lv.type}) is missing from B"]
+        return [Hint("missing-batchnorm",
+                     f"A's BatchNorm '{lv.name}' is missing from B; unless its statistics "
+                     f"were folded into the layer before, the deploy skips the "
+                     f"normalisation")]
+    return [Hint("missing-layer", f"A's layer '{lv.name}' ({lv.type}) is missing from B")]
 
 
 def layer_hints(ctx: LocaliseContext, la: LayerView, lb: LayerView) -> list[str]:
@@ -229,54 +233,60 @@ def layer_hints(ctx: LocaliseContext, la: LayerView, lb: LayerView) -> list[str]
     hints: list[str] = []
     state_a, state_b = ctx.run_a.network.state, ctx.run_b.network.state
     if lb.name in ctx.weights_b.load_problems:
-        hints.append(f"Caffe refuses to load the weights into B's '{lb.name}': "
-                     f"{ctx.weights_b.load_problems[lb.name]}")
+        hints.append(Hint("load-refused", f"Caffe refuses to load the weights into B's "
+                                          f"'{lb.name}': {ctx.weights_b.load_problems[lb.name]}"))
     if la.type != lb.type:
-        hints.append(f"type {la.type} in A, {lb.type} in B")
+        hints.append(Hint("type", f"type {la.type} in A, {lb.type} in B"))
         return hints
     if la.type == "BatchNorm":
         global_a, global_b = global_stats_in(la, state_a), global_stats_in(lb, state_b)
         if global_a and not global_b:
             why = ("use_global_stats: false" if lb.message.batch_norm_param.HasField(
                 "use_global_stats") else f"the layer runs in phase {layer_phase(lb, state_b).name}")
-            hints.append(f"B's BatchNorm '{lb.name}' normalises with batch statistics ({why}); "
-                         f"a deploy must use the stored ones: set use_global_stats: true")
+            hints.append(Hint("batch-statistics",
+                              f"B's BatchNorm '{lb.name}' normalises with batch statistics "
+                              f"({why}); a deploy must use the stored ones: set "
+                              f"use_global_stats: true"))
         elif global_b and not global_a:
-            hints.append(f"A's BatchNorm '{la.name}' normalises with batch statistics, B's "
-                         f"with the stored ones")
+            hints.append(Hint("stored-statistics",
+                              f"A's BatchNorm '{la.name}' normalises with batch statistics, "
+                              f"B's with the stored ones"))
         eps_a, eps_b = la.message.batch_norm_param.eps, lb.message.batch_norm_param.eps
         if np.float32(eps_a) != np.float32(eps_b):
-            hints.append(f"eps differs: {eps_a:g} in A, {eps_b:g} in B (the deploy must keep "
-                         f"the train net's eps)")
+            hints.append(Hint("eps", f"eps differs: {eps_a:g} in A, {eps_b:g} in B (the "
+                                     f"deploy must keep the train net's eps)"))
     elif layer_phase(la, state_a) != layer_phase(lb, state_b):
-        hints.append(f"'{la.name}' runs in phase {layer_phase(la, state_a).name} in A, "
-                     f"{layer_phase(lb, state_b).name} in B")
+        hints.append(Hint("phase", f"'{la.name}' runs in phase "
+                                   f"{layer_phase(la, state_a).name} in A, "
+                                   f"{layer_phase(lb, state_b).name} in B"))
     if la.type == "Scale":
         bias_a, bias_b = la.message.scale_param.bias_term, lb.message.scale_param.bias_term
         if bias_a != bias_b:
-            hints.append(f"Scale '{la.name}': bias_term {str(bias_a).lower()} in A, "
-                         f"{str(bias_b).lower()} in B (the learned beta is "
-                         f"{'dropped' if bias_a else 'added'})")
+            hints.append(Hint("bias-term", f"Scale '{la.name}': bias_term "
+                                           f"{str(bias_a).lower()} in A, "
+                                           f"{str(bias_b).lower()} in B (the learned beta is "
+                                           f"{'dropped' if bias_a else 'added'})"))
     filled = la.name in ctx.weights_a.filled or lb.name in ctx.weights_b.filled
     filler_diffs = [d for d in _param_diffs(la.message, lb.message) if "filler" in d[0]]
     if filled and filler_diffs:
         shown = "; ".join(f"{path}: {va} in A, {vb} in B" for path, va, vb in filler_diffs)
-        hints.append(f"'{la.name}' has no weights in the caffemodel, so each net fills it from "
-                     f"its own filler, and they differ ({shown})")
+        hints.append(Hint("filler", f"'{la.name}' has no weights in the caffemodel, so each "
+                                    f"net fills it from its own filler, and they differ "
+                                    f"({shown})"))
     known = {"batch_norm_param.use_global_stats", "batch_norm_param.eps",
              "batch_norm_param.moving_average_fraction", "scale_param.bias_term"}
     others = [d for d in _param_diffs(la.message, lb.message)
               if "filler" not in d[0] and d[0] not in known]
     if others:
-        hints.append("parameters differ: " + "; ".join(f"{path}: {va} in A, {vb} in B"
-                                                       for path, va, vb in others[:5]))
+        hints.append(Hint("parameters", "parameters differ: " + "; ".join(
+            f"{path}: {va} in A, {vb} in B" for path, va, vb in others[:5])))
     blobs_a = ctx.run_a.network.blobs.get(la.name, [])
     blobs_b = ctx.run_b.network.blobs.get(lb.name, [])
     if not hints and not same_blobs(blobs_a, blobs_b):
         if ctx.given_weights:
-            hints.append("its blobs differ between the two nets' weights")
+            hints.append(Hint("blobs", "its blobs differ between the two nets' weights"))
         else:
-            hints.append("its blobs differ")
+            hints.append(Hint("blobs", "its blobs differ"))
     return hints
 
 

@@ -65,7 +65,43 @@ class Divergence:
     max_rel: float = 0.0
     problem: str = ""
     detail: str = ""
-    hints: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)    # Hint: each with its code
+
+    @property
+    def hint_codes(self) -> list[str]:
+        return [getattr(hint, "code", "") for hint in self.hints]
+
+
+#: What a hint is about (`Hint.code`); the hint says it in words.
+HINTS = {
+    "load-refused": "Caffe refuses to load B's weights into the layer",
+    "type": "the layer's type differs",
+    "batch-statistics": "B's BatchNorm normalises with batch statistics, A's with stored ones",
+    "stored-statistics": "A's BatchNorm normalises with batch statistics, B's with stored ones",
+    "eps": "BatchNorm's eps differs",
+    "phase": "the layer runs in another phase",
+    "bias-term": "a Scale's bias_term differs",
+    "filler": "the layer is filled from fillers that differ",
+    "parameters": "other parameters differ",
+    "blobs": "the layer's blobs differ",
+    "missing-scale": "A's Scale is missing from B",
+    "missing-batchnorm": "A's BatchNorm is missing from B",
+    "missing-layer": "A's layer is missing from B",
+    "rewired": "layers reordered or rewired",
+}
+
+
+class Hint(str):
+    """A hint in words that carries its `HINTS` code."""
+
+    code: str
+
+    def __new__(cls, code: str, text: str) -> "Hint":
+        if code not in HINTS:
+            raise ValueError(f"unknown hint {code!r}")
+        hint = super().__new__(cls, text)
+        hint.code = code
+        return hint
 
 
 KIND_COMPUTES = "computes-differently"    # same inputs, different tops
