@@ -107,10 +107,30 @@ def _chunks(size: int, count: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(count) if bounds[i] < bounds[i + 1]]
 
 
-def _threads_pool(workers: int):
+def _threads_pool(workers: int) -> "_Workers":
     global _pool
     if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bnlint-matmul")
+        _pool = _Workers(workers)
     return _pool
+
+
+class _Workers:
+    """Daemon threads that run what is submitted. Daemon, unlike ThreadPoolExecutor's:
+    an idle helper must not keep the process from its quick exit (bnlint.__main__
+    skips Python's teardown only when no non-daemon thread is alive; that teardown
+    cost a forward process 30-50 ms), and `matmul` waits for every piece itself."""
+
+    def __init__(self, count: int) -> None:
+        import queue
+
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(count):
+            threading.Thread(target=self._serve, name=f"bnlint-matmul-{i}",
+                             daemon=True).start()
+
+    def submit(self, fn) -> None:
+        self.tasks.put(fn)
+
+    def _serve(self) -> None:
+        while True:
+            self.tasks.get()()
