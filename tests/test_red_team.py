@@ -345,6 +345,23 @@ def test_a_full_stdout_is_exit_2_cannot_write(tmp_path, args):
     assert b"Traceback" not in err
 
 
+@pytest.mark.parametrize("args", [["check", "{net}"], ["info", "{net}"], ["rules"]])
+def test_a_closed_pipe_is_a_quiet_exit_1(tmp_path, args):
+    """`bnlint ... | head` where the reader is gone before a short output is flushed at
+    the command's exit (the plain report writes it in one piece, unflushed)."""
+    import os
+    import subprocess
+
+    net = write(tmp_path, BN_NET)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = bnlint_process([a.format(net=net) for a in args], stdout=write_end,
+                          stderr=subprocess.PIPE)
+    os.close(write_end)
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (1, b"")
+
+
 def test_a_short_write_to_stdout_is_continued(tmp_path):
     """PYTHONUNBUFFERED=1 and a non-blocking pipe: Python's text layer dropped what a
     short write left over, and the command exited 0 with a truncated output."""

@@ -88,6 +88,26 @@ def _stdout_failed() -> OSError | None:
     return None
 
 
+def _flush_before_exit() -> None:
+    """A command exits with output still buffered: a failed write is reported as if
+    it had happened inside the command."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()               # `bnlint ... | head`: not an error of ours
+        sys.exit(1)
+    except OSError as err:
+        _cannot_write_stdout(err)
+
+
+def _cannot_write_stdout(failed: OSError) -> None:
+    """stdout on a full disk (`> /dev/full`), a vanished mount: what was printed is
+    lost; exit 2 with the reason."""
+    report_error(BnlintError(f"cannot write: {failed.strerror or failed}", path="<stdout>"))
+    _silence_stdout()
+    sys.exit(EXIT_BAD_INPUT)
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so Python's flush at exit has nothing to complain of."""
     try:
@@ -139,7 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     except BnlintError as err:
         report_error(err)
         sys.exit(err.exit_code)
-    except click.exceptions.Exit as exc:
+    except (SystemExit, click.exceptions.Exit) as exc:
+        _flush_before_exit()
+        if isinstance(exc, SystemExit):
+            raise
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
@@ -157,11 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         failed = _stdout_failed()
         if failed is None:
             _internal_error(exc)
-        # stdout on a full disk (`> /dev/full`), a vanished mount: what was printed is lost
-        report_error(BnlintError(f"cannot write: {failed.strerror or failed}",
-                                 path="<stdout>"))
-        _silence_stdout()
-        sys.exit(EXIT_BAD_INPUT)
+        _cannot_write_stdout(failed)
     except MemoryError as exc:
         # a blob or weights file too big for this machine: a limit of the input, not a bug
         why = str(exc) or "the input needs more memory than is available"

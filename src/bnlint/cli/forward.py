@@ -123,8 +123,24 @@ def _run_with_progress(network, inputs, keep):
                            on_layer=lambda layer, tops: progress.advance(task))
 
 
-def blob_table(blobs: dict):
+BLOB_COLUMNS = ("blob", "shape", "min", "max", "mean")
+
+
+def blob_rows(blobs: dict) -> list[list[str]]:
     import numpy as np
+
+    rows = []
+    for name, array in blobs.items():
+        values = np.asarray(array, dtype=np.float64)
+        if values.size:
+            stats = [f"{values.min():.6g}", f"{values.max():.6g}", f"{values.mean():.6g}"]
+        else:
+            stats = ["-", "-", "-"]
+        rows.append([name, "x".join(map(str, array.shape)) or "scalar", *stats])
+    return rows
+
+
+def blob_table(rows: list[list[str]]):
     from rich.table import Table
 
     table = Table()
@@ -132,13 +148,8 @@ def blob_table(blobs: dict):
     table.add_column("shape", no_wrap=True)
     for column in ("min", "max", "mean"):
         table.add_column(column, justify="right", no_wrap=True)
-    for name, array in blobs.items():
-        values = np.asarray(array, dtype=np.float64)
-        if values.size:
-            stats = [f"{values.min():.6g}", f"{values.max():.6g}", f"{values.mean():.6g}"]
-        else:
-            stats = ["-", "-", "-"]
-        table.add_row(name, "x".join(map(str, array.shape)) or "scalar", *stats)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -146,12 +157,35 @@ def _print_text(net_path: str, title: str, network, blobs: dict, inputs: dict,
                 color: bool | None) -> None:
     from bnlint.forward.labels import weighted_losses
 
+    heading = f"{net_path}: {title} ({network.state})"
+    rows = blob_rows(blobs)
+    losses = [f"loss {top} = {value:.6g} (* {weight:g} = {value * weight:.6g} loss)"
+              for top, value, weight in weighted_losses(network, blobs)]
+    if _print_plain(heading, rows, losses, color):
+        return
     console = stdout_console(color)
-    console.print(f"{net_path}: {title} ({network.state})", highlight=False, soft_wrap=True)
-    console.print(blob_table(blobs))
-    for top, value, weight in weighted_losses(network, blobs):
-        console.print(f"loss {top} = {value:.6g} (* {weight:g} = {value * weight:.6g} loss)",
-                      highlight=False)
+    console.print(heading, highlight=False, soft_wrap=True)
+    console.print(blob_table(rows))
+    for loss in losses:
+        console.print(loss, highlight=False)
+
+
+def _print_plain(heading: str, rows: list[list[str]], losses: list[str],
+                 color: bool | None) -> bool:
+    """The same characters without rich, where rich would add no colour."""
+    from bnlint import plain
+
+    width = plain.pipe_width(sys.stdout, color)
+    if width is None:
+        return False
+    parts = [plain.line(heading, width, wrap=False),
+             plain.heavy_head_table(BLOB_COLUMNS, (False, False, True, True, True), rows,
+                                    width),
+             *(plain.line(loss, width) for loss in losses)]
+    if any(part is None for part in parts):
+        return False
+    sys.stdout.write("".join(parts))
+    return True
 
 
 def _print_json(net_path: str, title: str, network, blobs: dict, inputs: dict,

@@ -1,10 +1,12 @@
 """The human format: each finding with its source line and the span underlined.
 
-Modelled on ruff's full output. rich is imported inside `write`, so choosing a
-machine format never loads it. The text is built as rich `Text` objects, never as
-markup, so `[brackets]` in messages print as they are; `highlight` and `emoji`
-are off for the same reason. Colour only on a terminal (or when forced), so
-redirected output and tests read plain text. Control characters from the linted
+Modelled on ruff's full output. Lines are built as (text, style) pieces: written as
+they are when the output gets no colour (a pipe, a file, pre-commit, --no-color),
+which is most runs and then costs no rich import (~11 ms of a hook's start-up), and
+turned into rich `Text` objects, never markup, on a colour terminal, so `[brackets]`
+in messages print as they are; `highlight` and `emoji` are off for the same reason.
+Colour follows rich's rules (a terminal, FORCE_COLOR, TTY_COMPATIBLE), so the plain
+and the rich way print the same characters. Control characters from the linted
 file are shown as U+FFFD so a prototxt cannot drive the terminal.
 """
 
@@ -14,6 +16,7 @@ import re
 from typing import TYPE_CHECKING, Sequence, TextIO
 
 from bnlint.lint.diagnostics import Diagnostic, Fix, Severity
+from bnlint.plain import colourless
 from bnlint.report.groups import Finding, findings
 from bnlint.report.registry import ReportOptions, count_by_code, register_format
 from bnlint.syntax.edits import Edit, apply_edits
@@ -31,6 +34,29 @@ TAB_SIZE = 4
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
+class Line:
+    """One line of the report: pieces of text, each with an optional rich style, and a
+    style for the whole line."""
+
+    __slots__ = ("pieces", "style")
+
+    def __init__(self, *pieces: str | tuple[str, str], style: str = "") -> None:
+        self.pieces = [(p, "") if isinstance(p, str) else p for p in pieces]
+        self.style = style
+
+    def append(self, text: str, style: str = "") -> None:
+        self.pieces.append((text, style))
+
+    @property
+    def plain(self) -> str:
+        return "".join(text for text, _ in self.pieces)
+
+    def to_rich(self) -> Text:
+        from rich.text import Text
+
+        return Text.assemble(*self.pieces, style=self.style)
+
+
 def printable(text: str) -> str:
     return _CONTROL.sub("\ufffd", text.expandtabs(TAB_SIZE))
 
@@ -43,6 +69,14 @@ def plural(n: int, word: str) -> str:
 class TextFormat:
     def write(self, results: list[FileResult], out: TextIO, options: ReportOptions,
               errors: Sequence[BnlintError] = ()) -> None:
+        entries = findings(results, options.show_all)
+        if colourless(out, options.color) and not (options.statistics and entries):
+            lines = ([line for f in entries for line in finding(f, options.show_fixes)]
+                     if not options.statistics else [])
+            if not options.quiet:
+                lines.append(summary(results, len(entries), options.fixed))
+            out.write("".join(line.plain + "\n" for line in lines))
+            return
         from rich.console import Console
 
         # an explicit --color wins over NO_COLOR and TERM=dumb; the styles used here
@@ -53,23 +87,21 @@ class TextFormat:
                           highlight=False, emoji=False, markup=False, tab_size=TAB_SIZE)
         if not console.is_terminal:
             console.width = 120  # a pipe has no width: keep COLUMNS from wrapping the table
-        entries = findings(results, options.show_all)
         if options.statistics:
             if entries:
                 console.print(statistics_table(results))
         else:
             for f in entries:
                 for line in finding(f, options.show_fixes):
-                    console.print(line, soft_wrap=True)
+                    console.print(line.to_rich(), soft_wrap=True)
         if not options.quiet:
-            console.print(summary(results, len(entries), options.fixed), soft_wrap=True)
+            console.print(summary(results, len(entries), options.fixed).to_rich(),
+                          soft_wrap=True)
 
 
-def finding(f: Finding | Diagnostic, show_fixes: bool) -> list[Text]:
+def finding(f: Finding | Diagnostic, show_fixes: bool) -> list[Line]:
     """The header, the source line with the span underlined, the other sites of a
     repeated finding, and the fix marker."""
-    from rich.text import Text
-
     if isinstance(f, Diagnostic):
         f = Finding((f,))
     d = f.first
@@ -83,17 +115,17 @@ def finding(f: Finding | Diagnostic, show_fixes: bool) -> list[Text]:
     width = len(str(line))
     style = STYLES[d.severity]
 
-    header = Text.assemble((printable(d.path), "bold"), f":{line}:{col}: ", (d.code, style),
+    header = Line((printable(d.path), "bold"), f":{line}:{col}: ", (d.code, style),
                            f" [{d.severity}] ", printable(" ".join(d.message.splitlines())))
     if d.phases:
         header.append(f" ({', '.join(d.phases)})", style="dim")
-    bar = Text(" " * width + " |", style=GUTTER)
+    bar = Line(" " * width + " |", style=GUTTER)
     lines = [header, bar,
-             Text.assemble((f"{line} | ", GUTTER), printable(source_line)),
-             Text.assemble((" " * width + " | ", GUTTER), " " * before,
-                           ("^" * max(1, through - before), style))]
+             Line((f"{line} | ", GUTTER), printable(source_line)),
+             Line((" " * width + " | ", GUTTER), " " * before,
+                  ("^" * max(1, through - before), style))]
     if f.grouped:
-        lines.append(Text.assemble((" " * width + " = ", GUTTER),
+        lines.append(Line((" " * width + " = ", GUTTER),
                                    (f"{f.count} sites in this file: this one "
                                     f"{printable(f.others_text())}", "dim")))
     if d.fix is not None:
@@ -101,11 +133,11 @@ def finding(f: Finding | Diagnostic, show_fixes: bool) -> list[Text]:
         fixed = sum(s.fix is not None and s.fix.safe == d.fix.safe for s in f.sites)
         if f.grouped:
             kind += f" for {fixed} of {f.count} sites"
-        lines.append(Text.assemble((" " * width + " = ", GUTTER),
+        lines.append(Line((" " * width + " = ", GUTTER),
                                    (f"{kind}: {printable(d.fix.description)}", "green")))
         if show_fixes:
             lines.extend(_fix_diff(d, d.fix, width))
-    lines.append(Text(""))
+    lines.append(Line())
     return lines
 
 
@@ -130,15 +162,13 @@ def _window(source_line: str, start: int, stop: int) -> tuple[str, int]:
     return shown, 0
 
 
-def _fix_diff(d: Diagnostic, fix: Fix, width: int) -> list[Text]:
+def _fix_diff(d: Diagnostic, fix: Fix, width: int) -> list[Line]:
     """The whole lines the fix touches, before (-) and after (+)."""
-    from rich.text import Text
-
     if not fix.edits:
         return []
     if max(e.end for e in fix.edits) - min(e.start for e in fix.edits) > MAX_SHOWN or any(
             len(line) > MAX_SHOWN for line in _lines(d.source.line_text(d.start_line_col()[0]))):
-        return [Text(" " * width + "   (the fix's lines are too long to show; see --diff)",
+        return [Line(" " * width + "   (the fix's lines are too long to show; see --diff)",
                      style="dim")]
     text = d.source.text
     first = min(e.start for e in fix.edits)
@@ -149,8 +179,8 @@ def _fix_diff(d: Diagnostic, fix: Fix, width: int) -> list[Text]:
     old = text[start:end]
     new = apply_edits(old, [Edit(e.start - start, e.end - start, e.text) for e in fix.edits])
     pad = " " * width + "   "
-    return ([Text(f"{pad}- {printable(s)}", style="red") for s in _lines(old)]
-            + [Text(f"{pad}+ {printable(s)}", style="green") for s in _lines(new)])
+    return ([Line(f"{pad}- {printable(s)}", style="red") for s in _lines(old)]
+            + [Line(f"{pad}+ {printable(s)}", style="green") for s in _lines(new)])
 
 
 def _lines(text: str) -> list[str]:
@@ -158,6 +188,8 @@ def _lines(text: str) -> list[str]:
 
 
 def _cells(text: str) -> int:
+    if text.isascii():
+        return len(text)            # rich.cells loads its Unicode tables: ~15 ms
     from rich.cells import cell_len
 
     return cell_len(text)
@@ -178,17 +210,15 @@ def statistics_table(results: list[FileResult]) -> Table:
 
 
 def summary(results: list[FileResult], entries: int | None = None,
-            fixed: int | None = None) -> Text:
+            fixed: int | None = None) -> Line:
     """Counts of every site; `entries`, when fewer, says the repeated ones were shown once;
     after --fix, how many were fixed and how many remain (as ruff)."""
-    from rich.text import Text
-
     diagnostics = [d for r in results for d in r.diagnostics]
     if fixed:
-        return Text(f"Found {plural(fixed + len(diagnostics), 'finding')} ({fixed} fixed, "
+        return Line(f"Found {plural(fixed + len(diagnostics), 'finding')} ({fixed} fixed, "
                     f"{len(diagnostics)} remaining).", style="bold")
     if not diagnostics:
-        return Text(f"No findings in {plural(len(results), 'file')}.", style="bold green")
+        return Line(f"No findings in {plural(len(results), 'file')}.", style="bold green")
     by_severity = {s: sum(d.severity == s for d in diagnostics) for s in Severity}
     safe = sum(d.fix is not None and d.fix.safe for d in diagnostics)
     unsafe = sum(d.fix is not None and not d.fix.safe for d in diagnostics)
@@ -207,4 +237,4 @@ def summary(results: list[FileResult], entries: int | None = None,
         text += (f" Repeated findings are shown once per file "
                  f"({entries} {'entry' if entries == 1 else 'entries'}); "
                  f"--show-all lists every site.")
-    return Text(text, style="bold")
+    return Line(text, style="bold")
