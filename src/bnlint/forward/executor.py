@@ -47,6 +47,8 @@ class _Step:
     tops: list[int]
     #: Bottoms read for the last time here (once each): the op may write into them.
     dying: tuple[int, ...] = ()
+    #: The layers a fused step runs (bnlint.forward.fusion), in order; empty for one.
+    covers: tuple[LayerView, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Network:
         self._input_slots: dict[str, int] = {}
         #: DummyData tops: values made from the layer's fillers, used unless given.
         self._default_inputs: dict[str, tuple[int, np.ndarray]] = {}
+        self._fused: tuple[list[_Step], dict[int, int]] | None = None
         self._build(weights or {})
 
     # --- building ----------------------------------------------------------------------
@@ -123,9 +126,7 @@ class Network:
                 last_use[slot] = len(self.steps)
             self.steps.append(step)
         self._last_use = last_use
-        for position, step in enumerate(self.steps):
-            step.dying = tuple(slot for slot in step.bottoms if last_use[slot] == position
-                               and step.bottoms.count(slot) == 1)
+        _mark_dying(self.steps, last_use)
         self._outputs = unconsumed_inputs + [
             slot_of[id(b)] for b in self.graph.outputs()
             if id(b) in slot_of and self.slots[slot_of[id(b)]].shape is not None]
@@ -134,6 +135,19 @@ class Network:
         active = {lv.name for lv in self.graph.layers}
         self.unused_weights = sorted(name for name, blobs in weights.items()
                                      if name not in active and len(blobs))
+
+    def _fused_plan(self) -> tuple[list[_Step], dict[int, int]]:
+        """The steps with BatchNorm chains fused (bnlint.forward.fusion), made on the
+        first fused run, and their blobs' last uses."""
+        if self._fused is None:
+            from bnlint.forward.fusion import fuse_steps
+
+            steps = fuse_steps(self.steps, self.slots, set(self._outputs))
+            last_use = {slot: position for position, step in enumerate(steps)
+                        for slot in step.bottoms}
+            _mark_dying(steps, last_use)
+            self._fused = (steps, last_use)
+        return self._fused
 
     def _new_slot(self, name: str, shape: Shape | None) -> int:
         self.slots.append(_Slot(name, None if shape is None else tuple(shape)))
@@ -270,7 +284,7 @@ class Network:
 
     def run(self, inputs: Mapping[str, np.ndarray], keep: Keep = "outputs",
             on_layer: LayerHook | None = None, *,
-            reuse: bool | None = None) -> dict[str, np.ndarray]:
+            reuse: bool | None = None, fuse: bool = False) -> dict[str, np.ndarray]:
         """Forward `inputs` (by blob name) through the net.
 
         keep: "outputs" (the net's outputs), "all" (every blob, each name's last
@@ -280,6 +294,10 @@ class Network:
         reuse: let a blob's last consumer write into it. Defaults to on without
         `on_layer` only, since a hook may keep the tops it is shown (pass True for a
         hook that does not). Returned arrays and the inputs are never written.
+
+        fuse: with keep "outputs", run BatchNorm [+ Scale] [+ ReLU] chains as one step
+        (bnlint.forward.fusion: equal to the exact ops within float32 rounding, not bit
+        for bit); a hook is then called for each layer of a chain with its last tops.
         """
         values: list[np.ndarray | None] = [None] * len(self.slots)
         self._bind_inputs(inputs, values)
@@ -288,11 +306,12 @@ class Network:
         for slot, value in enumerate(values):
             if value is not None and self._keeps(slot, wanted_slot, wanted_name):
                 result[self.slots[slot].name] = value
-        last_use = self._last_use
+        fuse = fuse and keep == "outputs"      # a fused chain's inner blobs are never made
+        steps, last_use = self._fused_plan() if fuse else (self.steps, self._last_use)
         if reuse is None:
             reuse = on_layer is None
         owned = [False] * len(self.slots)      # an op's fresh top, held by this slot alone
-        for position, step in enumerate(self.steps):
+        for position, step in enumerate(steps):
             if step.op is None:
                 tops = [values[s] for s in step.tops]
             else:
@@ -324,7 +343,8 @@ class Network:
                 if reuse:
                     self._claim(step, bottoms, tops, given, owned, wanted_slot, wanted_name)
             if on_layer is not None:
-                on_layer(step.layer, list(tops))
+                for layer in step.covers or (step.layer,):
+                    on_layer(layer, list(tops))
             for slot in step.bottoms:
                 if last_use[slot] == position:
                     values[slot] = None
@@ -401,6 +421,12 @@ class Network:
                                f"was built for {list(self.slots[slot].shape)}; build it "
                                f"with that input shape (--input-shape)")
         return array
+
+
+def _mark_dying(steps: list[_Step], last_use: dict[int, int]) -> None:
+    for position, step in enumerate(steps):
+        step.dying = tuple(slot for slot in step.bottoms if last_use[slot] == position
+                           and step.bottoms.count(slot) == 1)
 
 
 def _shape_equals(got: Shape, expected: Shape, legacy: bool | None) -> bool:
