@@ -14,6 +14,9 @@ The runs are timed with byte-code caches, as an installed bnlint has them:
 PYTHONDONTWRITEBYTECODE is dropped from their environment, so the warm-up run
 writes the caches it lacks (otherwise every run recompiles every module, ~40 ms).
 
+Every check runs in the default (text) format, as a pre-commit hook runs it, with its
+output going to no terminal (/dev/null), as a hook's does.
+
 Goals (issue 18): SENet-154 at most 100 ms and at most 4x protoc's encoder; a small
 net at most 60 ms; the whole corpus in one call under 1.2 s.
 """
@@ -127,7 +130,7 @@ def protoc_command() -> tuple[list[str], str] | None:
 def bench_single_file(bnlint: list[str], env: dict, runs: int, path: Path,
                       small: Path | None, baseline: tuple[list[str], dict] | None) -> None:
     def check(p: Path, command: list[str] = bnlint) -> list[str]:
-        return [*command, "check", "--exit-zero", "--format", "concise", str(p)]
+        return [*command, "check", "--exit-zero", str(p)]
 
     rows_in = [("python -c pass", ([sys.executable, "-c", "pass"], None, None)),
                ("bnlint --version (CLI start-up only)", ([*bnlint, "--version"], env, None))]
@@ -172,8 +175,8 @@ def bench_corpus(bnlint: list[str], env: dict, runs: int,
                  baseline: tuple[list[str], dict] | None) -> None:
     files = sorted(CORPUS.rglob("*.prototxt"))
     size = sum(f.stat().st_size for f in files)
-    args = ["check", "--exit-zero", "--format", "concise", str(CORPUS)]
-    commands = [("bnlint check --exit-zero --format concise corpus", [*bnlint, *args], env)]
+    args = ["check", "--exit-zero", str(CORPUS)]
+    commands = [("bnlint check --exit-zero corpus", [*bnlint, *args], env)]
     if baseline is not None:
         commands.insert(0, ("baseline: the same", [*baseline[0], *args], baseline[1]))
     measured = interleaved([(argv, e, None) for _, argv, e in commands], runs)
@@ -233,7 +236,7 @@ def bench_imports(bnlint: list[str], env: dict, path: Path, top: int = 10) -> No
             p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p))
     else:
         argv = [sys.executable, "-X", "importtime", *bnlint[1:]]
-    argv += ["check", "--exit-zero", "--format", "concise", str(path)]
+    argv += ["check", "--exit-zero", str(path)]
     subprocess.run(argv, env=env, cwd=REPO, capture_output=True)    # warm the .pyc caches
     done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True)
     entries = []
