@@ -54,10 +54,16 @@ class OpenCVPriors:
         boxes[..., 1] = (y - hh) / F32(img_h)
         boxes[..., 2] = (x + hw) / F32(img_w)
         boxes[..., 3] = (y + hh) / F32(img_h)
-        boxes = boxes.reshape(-1)
-        if self.clip:
-            np.clip(boxes, F32(0), F32(1), out=boxes)
-        top = np.empty((1, 2, boxes.size), dtype=F32)
-        top[0, 0] = boxes
-        top[0, 1] = np.resize(np.array(self.variances, dtype=F32), boxes.size)
-        return top
+        return priors_top(boxes, self.variances, self.clip)
+
+
+def priors_top(boxes: np.ndarray, variances, clip: bool) -> np.ndarray:
+    """The PriorBox top both forms write, (1, 2, values): the boxes' corners (clipped
+    to [0, 1] when asked), then the variances repeated once per box."""
+    boxes = boxes.reshape(-1)
+    if clip:
+        np.clip(boxes, F32(0), F32(1), out=boxes)
+    top = np.empty((1, 2, boxes.size), dtype=F32)
+    top[0, 0] = boxes
+    top[0, 1] = np.resize(np.array(variances, dtype=F32), boxes.size)
+    return top

@@ -16,6 +16,7 @@ import numpy as np
 from bnlint.caffe.layers import base, detection, structure
 from bnlint.errors import BnlintError, ForwardError
 from bnlint.forward.ops.base import layer_error
+from bnlint.forward.ops.opencv_prior import OpenCVPriors, priors_top
 from bnlint.forward.registry import Op, register_op
 
 F32 = np.float32
@@ -115,8 +116,6 @@ class PriorBox(Op):
         param = base.fork_param(layer, "prior_box_param")
         self.opencv = None
         if detection.opencv_priors(param):     # OpenCV dnn's fields: its PriorBox
-            from bnlint.forward.ops.opencv_prior import OpenCVPriors
-
             self.opencv = _checked(self, OpenCVPriors, param)
             return
         self.min_sizes, self.max_sizes = _checked(self, detection.prior_sizes, param)
@@ -176,13 +175,7 @@ class PriorBox(Op):
         boxes[..., 1] = (cy - half_h) / img_h
         boxes[..., 2] = (cx + half_w) / img_w
         boxes[..., 3] = (cy + half_h) / img_h
-        boxes = boxes.reshape(-1)
-        if self.clip:
-            np.clip(boxes, F32(0), F32(1), out=boxes)
-        top = np.empty((1, 2, boxes.size), dtype=F32)
-        top[0, 0] = boxes
-        top[0, 1] = np.resize(np.array(self.variances, dtype=F32), boxes.size)
-        return [top]
+        return [priors_top(boxes, self.variances, self.clip)]
 
 
 @register_op("DetectionOutput")

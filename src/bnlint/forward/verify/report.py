@@ -8,6 +8,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from bnlint.caffe.phase import Phase
+from bnlint.coded import CodedText
 
 Shape = tuple[int, ...]
 Arrays = Mapping[str, Sequence[np.ndarray]]
@@ -91,17 +92,10 @@ HINTS = {
 }
 
 
-class Hint(str):
+class Hint(CodedText):
     """A hint in words that carries its `HINTS` code."""
 
-    code: str
-
-    def __new__(cls, code: str, text: str) -> "Hint":
-        if code not in HINTS:
-            raise ValueError(f"unknown hint {code!r}")
-        hint = super().__new__(cls, text)
-        hint.code = code
-        return hint
+    CODES = HINTS
 
 
 KIND_COMPUTES = "computes-differently"    # same inputs, different tops

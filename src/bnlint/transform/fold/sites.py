@@ -9,6 +9,7 @@ import numpy as np
 from bnlint.caffe.layers import FOLD_INTO, FOLD_NORM, TABLE
 from bnlint.caffe.net import LayerView, NetState
 from bnlint.caffe.phase import Phase
+from bnlint.coded import CodedText
 
 FOLDABLE_TYPES = tuple(name for name, t in TABLE.items() if t.fold == FOLD_INTO)
 BATCHNORM_TYPES = tuple(name for name, t in TABLE.items() if t.fold == FOLD_NORM)
@@ -45,17 +46,10 @@ CAUSES = {
 }
 
 
-class Reason(str):
+class Reason(CodedText):
     """A reason in words that carries its `CAUSES` code."""
 
-    code: str
-
-    def __new__(cls, code: str, text: str) -> "Reason":
-        if code not in CAUSES:
-            raise ValueError(f"unknown cause {code!r}")
-        reason = super().__new__(cls, text)
-        reason.code = code
-        return reason
+    CODES = CAUSES
 
 
 @dataclass
