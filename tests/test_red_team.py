@@ -362,6 +362,40 @@ def test_a_closed_pipe_is_a_quiet_exit_1(tmp_path, args):
     assert (proc.returncode, err) == (1, b"")
 
 
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="no /dev/full")
+def test_a_report_bigger_than_the_buffer_on_a_full_disk_is_exit_2(tmp_path):
+    """One write of the whole report (more than the text layer's 8 KB buffer) fails in
+    the write itself, leaving nothing buffered for the flush to fail on."""
+    import subprocess
+
+    net = write(tmp_path, "".join(
+        f'layer {{ name: "bn{i}" type: "BatchNorm" bottom: "x" top: "x" }}\n'
+        for i in range(200)))
+    with open("/dev/full", "wb") as full:
+        proc = bnlint_process(["check", "--show-all", str(net)], stdout=full,
+                              stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert b"<stdout>: cannot write: No space left on device" in err
+
+
+def test_forward_into_a_closed_pipe_is_a_quiet_exit_1(tmp_path):
+    """forward returns (no sys.exit) with its table still buffered: the flush at the
+    end meets the closed pipe."""
+    import os
+    import subprocess
+
+    net = write(tmp_path, BN_NET)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = bnlint_process(["forward", str(net), "--blobs", "all"], stdout=write_end,
+                          stderr=subprocess.PIPE)
+    os.close(write_end)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert b"Traceback" not in err and b"Exception ignored" not in err
+
+
 def test_a_short_write_to_stdout_is_continued(tmp_path):
     """PYTHONUNBUFFERED=1 and a non-blocking pipe: Python's text layer dropped what a
     short write left over, and the command exited 0 with a truncated output."""

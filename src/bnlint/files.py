@@ -391,6 +391,11 @@ class _WholeWrites(io.RawIOBase):
     def isatty(self) -> bool:
         return os.isatty(self._fd)
 
+    #: the error a write met (a full disk, a closed pipe), kept for the CLI: a write
+    #: bigger than the text layer's buffer fails here directly, and a later flush
+    #: of the then empty buffer would succeed and hide it (`take_stdout_error`)
+    failed: OSError | None = None
+
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         done = 0
@@ -403,6 +408,9 @@ class _WholeWrites(io.RawIOBase):
                 select.select([], [self._fd], [])
             except InterruptedError:
                 continue
+            except OSError as err:
+                self.failed = err
+                raise
         return done
 
     def close(self) -> None:      # the descriptor stays open: it is the process's stdout
@@ -424,6 +432,16 @@ def install_whole_stdout() -> None:
     sys.stdout = io.TextIOWrapper(
         io.BufferedWriter(_WholeWrites(fd)), encoding=old.encoding, errors=old.errors,
         line_buffering=old.line_buffering, write_through=getattr(old, "write_through", False))
+
+
+def take_stdout_error() -> OSError | None:
+    """The error the last failed write to stdout met, once; None if none did (or
+    stdout is not the one `install_whole_stdout` set up)."""
+    raw = getattr(getattr(sys.stdout, "buffer", None), "raw", None)
+    if not isinstance(raw, _WholeWrites):
+        return None
+    failed, raw.failed = raw.failed, None
+    return failed
 
 
 def _fileno(stream) -> int | None:

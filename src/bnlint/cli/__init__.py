@@ -78,21 +78,30 @@ def _print_undecodable_names() -> None:
 
 
 def _stdout_failed() -> OSError | None:
-    """The error of writing stdout, if it cannot take what was printed (`> /dev/full`)."""
+    """The error of writing stdout, if it cannot take what was printed (`> /dev/full`):
+    the flush's, or that of a big write that went past the buffer and failed."""
+    from bnlint.files import take_stdout_error
+
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
-        return None
     except OSError as err:
-        return err
-    return None
+        failed = err
+    else:
+        failed = take_stdout_error()
+    return None if isinstance(failed, BrokenPipeError) else failed
 
 
 def _flush_before_exit() -> None:
-    """A command exits with output still buffered: a failed write is reported as if
-    it had happened inside the command."""
+    """Before any exit: what is still buffered is written, and a failed write is
+    reported as if it had happened inside the command (the reader gone: a quiet
+    exit 1; a full disk: exit 2)."""
+    from bnlint.files import take_stdout_error
+
     try:
         sys.stdout.flush()
+        failed = take_stdout_error()
+        if failed is not None:
+            raise failed
     except BrokenPipeError:
         _silence_stdout()               # `bnlint ... | head`: not an error of ours
         sys.exit(1)
@@ -153,9 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with _warnings_as_notes():
             code = cli.main(args=argv, prog_name="bnlint", standalone_mode=False)
-        failed = _stdout_failed()
-        if failed is not None:
-            raise failed
+        _flush_before_exit()
     except BnlintError as err:
         report_error(err)
         sys.exit(err.exit_code)
