@@ -59,6 +59,15 @@ def test_plain_covers_the_usual_cases():
     assert plain.heavy_head_table(forward.BLOB_COLUMNS, RIGHT, [["x" * 200] * 5], 160) is None
     assert plain.line("a [bold]b[/bold]", 160) is None
     assert plain.line("caf\u00e9", 160) is None
+    assert plain.line("net.prototxt: outputs (TEST)", 160) is not None
+
+
+@pytest.mark.parametrize("name", [":fire:", "a:smile-text:b", "x::y"])
+def test_emoji_codes_are_left_to_rich(name):
+    """forward's console has rich's emoji codes on: `:fire:` prints as a flame there."""
+    rows = [[name, "1x2", "0", "1", "0.5"]]
+    assert plain.heavy_head_table(forward.BLOB_COLUMNS, RIGHT, rows, 160) is None
+    assert plain.line(f"loss {name} = 1", 160) is None
 
 
 @pytest.mark.parametrize("color, env, expected", [

@@ -3,13 +3,15 @@
 Most runs print to a pipe, a file or a hook's log, where rich adds no colour and its
 import and layout cost 15-25 ms of a process that lasts 60-250 ms. These helpers give
 the same characters as rich for the simple cases bnlint prints (and say None where
-they cannot: non-ASCII text, markup-like brackets, lines that rich would wrap), and
+they cannot: non-ASCII text, markup-like brackets, emoji codes, lines that rich
+would wrap), and
 the callers then use rich as before. tests/test_plain.py holds them to rich's output.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Sequence, TextIO
 
 PIPE_WIDTH = 160        # what bnlint.cli.options.stdout_console gives rich on a pipe
@@ -42,8 +44,13 @@ def pipe_width(out: TextIO, color: bool | None) -> int | None:
     return PIPE_WIDTH
 
 
+# rich's emoji codes (`:fire:`, `:smile-text:`): its consoles replace them unless told not to
+_EMOJI_LIKE = re.compile(r":\S*?:")
+
+
 def _simple(text: str) -> bool:
-    return text.isascii() and text.isprintable() and "[" not in text
+    return (text.isascii() and text.isprintable() and "[" not in text
+            and not _EMOJI_LIKE.search(text))
 
 
 def line(text: str, width: int, wrap: bool = True) -> str | None:
