@@ -65,8 +65,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         for first, last in _chunks(cols, pieces):
             jobs.append((a, b[..., first:last], out[..., first:last]))
     work = _SharedPieces(jobs)
-    pool = _threads_pool(count - 1)
-    for _ in range(min(count - 1, len(jobs) - 1)):
+    helpers = min(count - 1, len(jobs) - 1)
+    pool = _threads_pool()
+    pool.ensure(helpers)
+    for _ in range(helpers):
         pool.submit(work.drain)
     work.drain()
     work.finished.wait()
@@ -111,26 +113,32 @@ def _chunks(size: int, count: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(count) if bounds[i] < bounds[i + 1]]
 
 
-def _threads_pool(workers: int) -> "_Workers":
+def _threads_pool() -> "_Workers":
     global _pool
     if _pool is None:
-        _pool = _Workers(workers)
+        _pool = _Workers()
     return _pool
 
 
 class _Workers:
-    """Daemon threads that run what is submitted. Daemon, unlike ThreadPoolExecutor's:
-    an idle helper must not keep the process from its quick exit (bnlint.__main__
-    skips Python's teardown only when no non-daemon thread is alive; that teardown
-    cost a forward process 30-50 ms), and `matmul` waits for every piece itself."""
+    """Daemon threads that run what is submitted, started as the products need them
+    (never more than a product has pieces, whatever BNLINT_THREADS says). Daemon,
+    unlike ThreadPoolExecutor's: an idle helper must not keep the process from its
+    quick exit (bnlint.__main__ skips Python's teardown only when no non-daemon thread
+    is alive; that teardown cost a forward process 30-50 ms), and `matmul` waits for
+    every piece itself."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self) -> None:
         import queue
 
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        for i in range(count):
-            threading.Thread(target=self._serve, name=f"bnlint-matmul-{i}",
+        self.started = 0
+
+    def ensure(self, count: int) -> None:
+        while self.started < count:
+            threading.Thread(target=self._serve, name=f"bnlint-matmul-{self.started}",
                              daemon=True).start()
+            self.started += 1
 
     def submit(self, fn) -> None:
         self.tasks.put(fn)
