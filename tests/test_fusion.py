@@ -112,6 +112,44 @@ def test_other_keeps_and_hooks_see_every_layer():
     assert seen == ["data", "conv", "bn", "sc", "relu"]
 
 
+BN_ON_INPUT = (INPUT + layer("BatchNorm", "bn", "data", "data")
+               + layer("Scale", "sc", "data", "data", "scale_param { bias_term: true }"))
+
+
+def _bn_on_input(mean: float, variance: float) -> Network:
+    net = network(BN_ON_INPUT)
+    blobs = net.blobs["bn"]
+    blobs[0][...], blobs[1][...], blobs[2][...] = mean, variance, 1.0
+    bn = next(step.op for step in net.steps if step.layer.name == "bn")
+    bn.__init__(bn.layer, blobs, Phase.TEST)
+    return net
+
+
+@pytest.mark.parametrize("mean, variance, subtracts", [
+    (0.5, 1.0, False),          # the usual statistics: x * k + c, three passes
+    (1000.0, 1e-4, True),       # |mean| / std 1e5: (x - mean) * k + c, as Caffe
+])
+def test_a_large_mean_over_std_subtracts_the_mean_first(monkeypatch, mean, variance,
+                                                         subtracts):
+    net = _bn_on_input(mean, variance)
+    # inputs within a few std of the mean, as a trained BatchNorm sees them
+    x = (mean + np.random.default_rng(3).normal(0, 2 * variance ** 0.5, X.shape)
+         ).astype(np.float32)
+    exact = net.run({"data": x})["data"]
+    fused = net.run({"data": x}, fuse=True)["data"]
+    (step,) = [s for s in net._fused_plan()[0] if s.covers]
+    assert step.op.subtract is subtracts
+    scale = max(1.0, float(np.abs(exact).max()))
+    assert float(np.abs(fused - exact).max()) <= 1e-5 * scale
+    if subtracts:               # the x * k + c form would miss the golden tolerance
+        from bnlint.forward import fusion
+
+        monkeypatch.setattr(fusion, "MAX_MEAN_OVER_STD", float("inf"))
+        net._fused = None
+        cancelled = net.run({"data": x}, fuse=True)["data"]
+        assert float(np.abs(cancelled - exact).max()) > 1e-4 * scale   # golden bound
+
+
 def test_a_zero_std_is_left_to_the_exact_op():
     text = (INPUT + CONV.format(name="conv", bottom="data", top="conv")
             + layer("BatchNorm", "bn", "conv", "conv", "batch_norm_param { eps: 0 }"))

@@ -1,14 +1,19 @@
 """BatchNorm, its Scale and the ReLU after them as one step at run time.
 
 Caffe computes (x - mean) / std, then * gamma + beta, then max(., 0): five passes over
-the blob, a fifth to a third of a MobileNet v2 or DenseNet forward. As OpenCV's dnn
-does, the fused step computes y = x * k + c (k and c per channel, worked out in
-float64 and rounded once) and the ReLU in place: three passes. Putting k and c into
-the weights of a Convolution before the chain (as `bnlint fold` does) was measured
-too and lost on every benchmark net: rewriting the weights in the run cost more
-than the two passes it saved (ResNet-50 first forward 100 -> 107 ms).
+the blob, a fifth to a third of a MobileNet v2 or DenseNet forward. The fused step
+computes x * k + c per channel, k = gamma / std and c = beta - mean * k (worked out
+in float64, rounded once), and the ReLU in place: three passes. As OpenCV's, that form
+loses the difference to cancellation when |mean| / std is large (mean 1000, variance
+1e-4: errors of 6e-3 on outputs of about 2), so a chain whose BatchNorm has some
+channel with |mean| / std above MAX_MEAN_OVER_STD subtracts the mean first, as Caffe
+does: (x - mean) * k + beta, four passes. Putting k and c into the weights of a
+Convolution before the chain (as
+`bnlint fold` does) was measured too and lost on every benchmark net: rewriting the
+weights in the run cost more than the passes it saved (ResNet-50 first forward
+100 -> 107 ms).
 
-The results differ from the exact ops by float32 rounding (about 1e-7 relative),
+The results differ from the exact ops by float32 rounding (an ulp or two per value),
 far inside the golden tolerances; `Network.run(fuse=True)` asks for it (the
 `forward` command does). verify, fold and the tests of single ops compare layer by
 layer and run the exact ops.
@@ -24,6 +29,10 @@ import numpy as np
 from bnlint.forward.ops.activations import ReLU
 from bnlint.forward.ops.base import overwriting, result_like, unbuffered_rows
 from bnlint.forward.ops.norm import BatchNorm, Scale
+
+#: Above this |mean| / std in some channel, the fused step subtracts the mean first: the
+#: x * k + c form then errs by more than ~1e-6 of the output's scale (20 ulps).
+MAX_MEAN_OVER_STD = 16.0
 
 if TYPE_CHECKING:
     from bnlint.forward.executor import _Slot, _Step
@@ -60,9 +69,10 @@ def fuse_steps(steps: Sequence[_Step], slots: Sequence[_Slot], outputs: set[int]
         if not isinstance(step.op, BatchNorm) or i in dropped or len(step.bottoms) != 1:
             continue
         shape = slots[step.bottoms[0]].shape
-        affine = _batchnorm_affine(step.op, shape)
-        if affine is None:
+        normalise = _batchnorm_affine(step.op, shape)
+        if normalise is None:
             continue
+        mean, affine, mean_over_std = normalise
         chain = [i]
         j = next_step(i, Scale)
         if j is not None:
@@ -78,32 +88,35 @@ def fuse_steps(steps: Sequence[_Step], slots: Sequence[_Slot], outputs: set[int]
         if relu is not None and steps[relu].op.slope == 0:
             chain.append(relu)
             relu_op = steps[relu].op
-        replaced[i] = replace(steps[chain[-1]], op=_FusedChain(affine, relu_op),
+        replaced[i] = replace(steps[chain[-1]],
+                              op=_FusedChain(mean, affine, relu_op,
+                                             subtract=mean_over_std > MAX_MEAN_OVER_STD),
                               bottoms=list(step.bottoms),
                               covers=tuple(steps[k].layer for k in chain))
         dropped.update(chain[1:])
     return [replaced.get(i) or replace(s) for i, s in enumerate(steps) if i not in dropped]
 
 
-def _batchnorm_affine(op: BatchNorm, shape) -> tuple[np.ndarray, np.ndarray] | None:
-    """BatchNorm with stored statistics as (k, c) in float64, from the op's own float32
-    mean and std (so the scale-factor guard, eps and NVCaffe's form are the op's)."""
+def _batchnorm_affine(op: BatchNorm, shape
+                      ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], float] | None:
+    """BatchNorm with stored statistics as its mean (the op's own float32 values), the
+    (k, c) that follow the subtraction, in float64, and the largest |mean| / std: the
+    scale-factor guard, eps and NVCaffe's form are the op's."""
     if not op.use_global_stats or shape is None or len(shape) < 2:
         return None
     if op.mean.size != shape[1]:
         return None                     # the exact op reports the mismatch
-    mean = op.mean.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         k = op.inv_std.astype(np.float64) if op.nvcaffe else 1.0 / op.std.astype(np.float64)
-        c = -mean * k
+        mean_over_std = float(np.max(np.abs(op.mean.astype(np.float64) * k), initial=0.0))
+        c = np.zeros_like(k)
         if op.scale_bias:
             if op.gamma.size != shape[1]:
                 return None
-            gamma, beta = op.gamma.astype(np.float64), op.beta.astype(np.float64)
-            k, c = k * gamma, c * gamma + beta
-    if not _finite((k, c)):
+            k, c = k * op.gamma.astype(np.float64), op.beta.astype(np.float64)
+    if not _finite((k, c)) or not np.all(np.isfinite(op.mean)):
         return None                     # a zero std: Caffe's inf and NaN, from the exact op
-    return k, c
+    return op.mean, (k, c), mean_over_std
 
 
 def _finite(affine: tuple[np.ndarray, np.ndarray]) -> bool:
@@ -127,12 +140,23 @@ def _scale_affine(op: Scale, shape) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 class _FusedChain:
-    """The fused step's op: the affine, then the ReLU in place."""
+    """The fused step's op: x * k + c, or (x - mean) * k + c where cancellation
+    would show (`subtract`), then the ReLU in place."""
 
     fresh_tops = True
 
-    def __init__(self, affine: tuple[np.ndarray, np.ndarray], relu) -> None:
-        self.k, self.c = (a.astype(np.float32) for a in affine)
+    def __init__(self, mean: np.ndarray, affine: tuple[np.ndarray, np.ndarray], relu,
+                 subtract: bool) -> None:
+        k, c = affine
+        if not subtract:                # the subtraction folded into c: c - mean * k
+            with np.errstate(all="ignore"):
+                folded = (c - np.asarray(mean, dtype=np.float64) * k).astype(np.float32)
+            subtract = not np.all(np.isfinite(folded))
+            c = c if subtract else folded
+        self.subtract = subtract
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.k, self.c = k.astype(np.float32), np.asarray(c, dtype=np.float32)
+        self.has_bias = bool(np.any(self.c))
         self.relu = relu
 
     def run(self, bottoms: list[np.ndarray]) -> list[np.ndarray]:
@@ -140,8 +164,13 @@ class _FusedChain:
         view = (-1,) + (1,) * (x.ndim - 2)
         y = result_like(x)
         with unbuffered_rows(x.size // max(1, x.shape[0] * x.shape[1])):
-            np.multiply(x, self.k.reshape(view), out=y)
-            np.add(y, self.c.reshape(view), out=y)
+            if self.subtract:
+                np.subtract(x, self.mean.reshape(view), out=y)
+                np.multiply(y, self.k.reshape(view), out=y)
+            else:
+                np.multiply(x, self.k.reshape(view), out=y)
+            if self.has_bias:
+                np.add(y, self.c.reshape(view), out=y)
         if self.relu is not None:
             with overwriting([y]):
                 y = self.relu.run([y])[0]
