@@ -13,7 +13,7 @@ Convolution before the chain (as
 weights in the run cost more than the passes it saved (ResNet-50 first forward
 100 -> 107 ms).
 
-The results differ from the exact ops by float32 rounding (an ulp or two per value),
+The results differ from the exact ops by float32 rounding (at most ~1e-6 of the scale),
 far inside the golden tolerances; `Network.run(fuse=True)` asks for it (the
 `forward` command does). verify, fold and the tests of single ops compare layer by
 layer and run the exact ops.
