@@ -30,12 +30,12 @@ from bnlint.forward.ops.activations import ReLU
 from bnlint.forward.ops.base import overwriting, result_like, unbuffered_rows
 from bnlint.forward.ops.norm import BatchNorm, Scale
 
+if TYPE_CHECKING:
+    from bnlint.forward.executor import _Slot, _Step
+
 #: Above this |mean| / std in some channel, the fused step subtracts the mean first: the
 #: x * k + c form then errs by more than ~1e-6 of the output's scale (20 ulps).
 MAX_MEAN_OVER_STD = 16.0
-
-if TYPE_CHECKING:
-    from bnlint.forward.executor import _Slot, _Step
 
 
 def fuse_steps(steps: Sequence[_Step], slots: Sequence[_Slot], outputs: set[int]
@@ -120,7 +120,9 @@ def _batchnorm_affine(op: BatchNorm, shape
 
 
 def _finite(affine: tuple[np.ndarray, np.ndarray]) -> bool:
-    return bool(np.all(np.isfinite(affine[0])) and np.all(np.isfinite(affine[1])))
+    """Both finite once rounded to float32 (a k past float32's range would be inf)."""
+    with np.errstate(over="ignore"):
+        return all(bool(np.all(np.isfinite(a.astype(np.float32)))) for a in affine)
 
 
 def _scale_affine(op: Scale, shape) -> tuple[np.ndarray, np.ndarray] | None:
