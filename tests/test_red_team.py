@@ -396,6 +396,20 @@ def test_forward_into_a_closed_pipe_is_a_quiet_exit_1(tmp_path):
     assert b"Traceback" not in err and b"Exception ignored" not in err
 
 
+def test_an_output_that_cannot_encode_a_name_gets_escapes_not_exit_3(tmp_path):
+    """PYTHONIOENCODING=ascii (or a Windows code page) and a layer named 'b\u00e9':
+    the report ended in exit 3 'internal error'."""
+    import subprocess
+
+    net = write(tmp_path, 'layer { name: "b\u00e9" type: "BatchNorm" bottom: "x" top: "x" }\n')
+    proc = bnlint_process(["check", str(net)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env={"PYTHONIOENCODING": "ascii"})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert b"BN010" in out and b"'b\\xe9'" in out
+    assert b"internal error" not in err
+
+
 def test_a_short_write_to_stdout_is_continued(tmp_path):
     """PYTHONUNBUFFERED=1 and a non-blocking pipe: Python's text layer dropped what a
     short write left over, and the command exited 0 with a truncated output."""

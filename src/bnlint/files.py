@@ -430,7 +430,11 @@ def install_whole_stdout() -> None:
     except OSError:
         return
     sys.stdout = io.TextIOWrapper(
-        io.BufferedWriter(_WholeWrites(fd)), encoding=old.encoding, errors=old.errors,
+        io.BufferedWriter(_WholeWrites(fd)), encoding=old.encoding,
+        # what the stream cannot encode (a Windows code page, PYTHONIOENCODING=ascii)
+        # is shown as \xe9 escapes, as on stderr, instead of ending the run with exit 3;
+        # nets and weights are written as bytes, never through this text layer
+        errors="backslashreplace" if old.errors == "strict" else old.errors,
         line_buffering=old.line_buffering, write_through=getattr(old, "write_through", False))
 
 
