@@ -80,17 +80,19 @@ def parse_text(source: SourceFile, schema: Schema | None = None,
     detection = None
     if chosen is None:
         # Most nets have no fork field: convert under BVLC's schema first, and look
-        # for a fork only when that leaves unknown fields.
-        from bnlint.caffe.messages import UNKNOWN_FIELD
+        # for a fork only when that meets an unknown field (the conversion stops
+        # there: a fork net is converted again, whole, in its fork's schema).
+        from bnlint.caffe.messages import UnknownFieldMet
 
         message = PORTABLE.schema().message_class(kind)()
-        problems = to_message(tree, message)
-        unknown = [(p.path, p.start) for p in problems if p.kind == UNKNOWN_FIELD]
-        detection = detect_dialect(tree, kind, base=unknown)
-        if detection.dialect is PORTABLE:
-            return TextFile(source, tree, kind, message, problems, detection.dialect,
-                            detection)
-        chosen = detection.dialect
+        try:
+            problems = to_message(tree, message, stop_at_unknown=True)
+        except UnknownFieldMet:
+            detection = detect_dialect(tree, kind)
+            chosen = detection.dialect
+        else:
+            return TextFile(source, tree, kind, message, problems, PORTABLE,
+                            Detection(PORTABLE))
     schema = chosen.schema()
     message = schema.message_class(kind)()
     problems = to_message(tree, message)

@@ -65,11 +65,29 @@ def _close_match(word: str, names) -> str | None:
     return hint[0] if hint else None
 
 
-def to_message(node: Document | Message, message, path: str = "") -> list[SchemaProblem]:
-    """Fill `message` (an empty protobuf message) from `node`; return the problems found."""
-    problems: list[SchemaProblem] = []
+class UnknownFieldMet(Exception):
+    """`to_message(stop_at_unknown=True)` met a field the schema does not know."""
+
+
+class _StopAtUnknown(list):
+    """A problems list that ends the conversion at the first unknown field."""
+
+    def append(self, problem: SchemaProblem) -> None:
+        if problem.kind == UNKNOWN_FIELD:
+            raise UnknownFieldMet(problem.path)
+        super().append(problem)
+
+
+def to_message(node: Document | Message, message, path: str = "", *,
+               stop_at_unknown: bool = False) -> list[SchemaProblem]:
+    """Fill `message` (an empty protobuf message) from `node`; return the problems found.
+
+    `stop_at_unknown`: raise UnknownFieldMet at the first field the schema does not
+    know, leaving `message` half filled (a fork net read first under BVLC's schema
+    is read again in the fork's: the rest of the first conversion would be wasted)."""
+    problems: list[SchemaProblem] = _StopAtUnknown() if stop_at_unknown else []
     _fill(node, message, path, problems)
-    return problems
+    return list(problems) if stop_at_unknown else problems
 
 
 def type_label(fd: FieldDescriptor) -> str:
