@@ -268,3 +268,30 @@ def test_corpus_parses():
                        "(text_format stops at the first problem):\n"
                        + "\n".join(f"{k}: {v}" for k, v in other.items()))
     assert files and solvers and len(parsed) > len(forks), (len(parsed), solvers, forks)
+
+
+def test_a_descriptor_set_is_split_into_its_files_as_protobuf_reads_it():
+    """The loader splits a FileDescriptorSet on the wire (no descriptor_pb2 import)."""
+    from pathlib import Path
+
+    from google.protobuf import descriptor_pb2
+
+    from bnlint.caffe.wireformat import length_delimited
+
+    folder = Path(__file__).resolve().parent.parent / "src" / "bnlint" / "caffe" / "dialects"
+    sets = sorted(folder.glob("*.binpb"))
+    assert sets
+    for path in sets:
+        data = path.read_bytes()
+        expected = descriptor_pb2.FileDescriptorSet.FromString(data).file
+        files = length_delimited(data, 1)
+        assert [descriptor_pb2.FileDescriptorProto.FromString(f) for f in files] == \
+            list(expected), path.name
+
+
+@pytest.mark.parametrize("data", [b"\x0a\x05ab", b"\x0f", b""])
+def test_a_broken_descriptor_set_is_a_value_error(data):
+    from bnlint.caffe.schema import Schema
+
+    with pytest.raises(ValueError):
+        Schema.from_descriptor_set(data, "broken")

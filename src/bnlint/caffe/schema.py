@@ -47,15 +47,21 @@ class Schema:
         `file_name` picks the file when the set holds several (default: the last,
         which protoc writes after its imports).
         """
-        from google.protobuf import descriptor_pb2, descriptor_pool
+        from google.protobuf import descriptor_pool
 
-        fds = descriptor_pb2.FileDescriptorSet.FromString(data)
-        if not fds.file:
+        from bnlint.caffe.wireformat import Unusual, length_delimited
+
+        try:   # FileDescriptorSet.file = 1; FileDescriptorProto.name = 1
+            files = length_delimited(bytes(data), 1)
+            names = [length_delimited(f, 1)[0].decode() for f in files]
+        except (Unusual, IndexError, UnicodeDecodeError):
+            raise ValueError(f"{name}: not a descriptor set") from None
+        if not files:
             raise ValueError(f"{name}: the descriptor set holds no file")
         pool = descriptor_pool.DescriptorPool()
-        for proto in fds.file:
-            pool.AddSerializedFile(proto.SerializeToString())
-        return cls(pool.FindFileByName(file_name or fds.file[-1].name), name)
+        for serialized in files:
+            pool.AddSerializedFile(serialized)
+        return cls(pool.FindFileByName(file_name or names[-1]), name)
 
     @property
     def package(self) -> str:

@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-class Unusual(Exception):
-    """Bytes the fast path does not handle; read the file through protobuf instead."""
+from bnlint.caffe.wireformat import Unusual, skip as _skip, varint as _varint
 
 
 _LAYER = 100            # NetParameter.layer
@@ -39,36 +37,6 @@ class BlobSpans:
     dims: list[int] = field(default_factory=list)
     data: list[tuple[int, int, int]] = field(default_factory=list)    # (start, end, header)
     double_data: list[tuple[int, int]] = field(default_factory=list)
-
-
-def _varint(buf, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise Unusual
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _skip(buf, pos: int, wire_type: int, end: int) -> int:
-    if wire_type == 0:
-        return _varint(buf, pos, end)[1]
-    if wire_type == 1:
-        pos += 8
-    elif wire_type == 2:
-        length, pos = _varint(buf, pos, end)
-        pos += length
-    elif wire_type == 5:
-        pos += 4
-    else:                               # groups (3, 4) and invalid types
-        raise Unusual
-    if pos > end:
-        raise Unusual
-    return pos
 
 
 def _encode_varint(value: int) -> bytes:
