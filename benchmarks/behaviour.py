@@ -29,14 +29,17 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CORPUS = SHARED / "corpus"
 GOLDEN = SHARED / "golden"
-# Fixed, so that paths printed into outputs are the same in both runs.
-WORK = Path("/tmp/bnlint-behaviour-work")
+# A fresh folder per snapshot (two runs at once must not share one), set by `snapshot`;
+# printed paths name it as WORK_SHOWN, so that the records of two runs compare.
+WORK = Path()
+WORK_SHOWN = "<work>"
 
 # train net -> the corpus's deploy net written for it (to-deploy --check)
 DEPLOY_PAIRS = {
@@ -89,7 +92,9 @@ def _run(argv: list[str], outputs: list[Path] = ()) -> dict:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     # verify's json report carries its wall time: the one field that may differ
     stdout = re.sub(r'"seconds": [0-9.e+-]+', '"seconds": (masked)', out.getvalue())
-    record = {"argv": argv, "exit": code, "stdout": stdout, "stderr": err.getvalue()}
+    record = {"argv": [a.replace(str(WORK), WORK_SHOWN) for a in argv], "exit": code,
+              "stdout": stdout.replace(str(WORK), WORK_SHOWN),
+              "stderr": err.getvalue().replace(str(WORK), WORK_SHOWN)}
     for path in outputs:
         record[f"file:{path.name}"] = (hashlib.sha256(path.read_bytes()).hexdigest()
                                        if path.exists() else None)
@@ -98,8 +103,14 @@ def _run(argv: list[str], outputs: list[Path] = ()) -> dict:
 
 def snapshot() -> dict[str, dict]:
     """Every run's record, keyed by a stable label."""
+    global WORK
     os.chdir(SHARED)  # relative paths in every message
-    WORK.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bnlint-behaviour-") as work:
+        WORK = Path(work)
+        return _runs()
+
+
+def _runs() -> dict[str, dict]:
     runs: dict[str, dict] = {}
     runs["check corpus text"] = _run(["check", "--no-color", "corpus"])
     runs["check corpus json"] = _run(["check", "--format", "json", "corpus"])
