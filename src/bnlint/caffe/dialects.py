@@ -26,7 +26,7 @@ from bnlint.caffe.unknown import Found, unknown_fields, unknown_fields_each
 from bnlint.errors import BnlintError
 
 if TYPE_CHECKING:
-    from bnlint.syntax.nodes import Document, Message
+    from bnlint.syntax.nodes import Document
 
 AUTO = "auto"
 INSTALL_HINT = "pip install 'bnlint[proto]'"
@@ -294,8 +294,6 @@ def dialect_for_schema(schema: Schema) -> Dialect:
 
 
 # --- detection --------------------------------------------------------------------------
-
-
 
 @dataclass(frozen=True)
 class Detection:

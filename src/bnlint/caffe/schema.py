@@ -53,7 +53,7 @@ class Schema:
 
         try:   # FileDescriptorSet.file = 1; FileDescriptorProto.name = 1
             files = length_delimited(bytes(data), 1)
-            names = [length_delimited(f, 1)[0].decode() for f in files]
+            last_name = length_delimited(files[-1], 1)[0].decode() if files else ""
         except (Unusual, IndexError, UnicodeDecodeError):
             raise ValueError(f"{name}: not a descriptor set") from None
         if not files:
@@ -61,7 +61,7 @@ class Schema:
         pool = descriptor_pool.DescriptorPool()
         for serialized in files:
             pool.AddSerializedFile(serialized)
-        return cls(pool.FindFileByName(file_name or names[-1]), name)
+        return cls(pool.FindFileByName(file_name or last_name), name)
 
     @property
     def package(self) -> str:

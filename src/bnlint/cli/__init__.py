@@ -77,17 +77,22 @@ def _print_undecodable_names() -> None:
             pass
 
 
-def _stdout_failed() -> OSError | None:
-    """The error of writing stdout, if it cannot take what was printed (`> /dev/full`):
-    the flush's, or that of a big write that went past the buffer and failed."""
+def _stdout_error() -> OSError | None:
+    """What writing stdout met: the flush's error, or that of a big write that went
+    past the buffer and failed (`files.take_stdout_error`); None when all was written."""
     from bnlint.files import take_stdout_error
 
     try:
         sys.stdout.flush()
     except OSError as err:
-        failed = err
-    else:
-        failed = take_stdout_error()
+        return err
+    return take_stdout_error()
+
+
+def _stdout_failed() -> OSError | None:
+    """The error of writing stdout, if it cannot take what was printed (`> /dev/full`);
+    a reader gone (`| head`) is no failure of ours."""
+    failed = _stdout_error()
     return None if isinstance(failed, BrokenPipeError) else failed
 
 
@@ -95,18 +100,12 @@ def _flush_before_exit() -> None:
     """Before any exit: what is still buffered is written, and a failed write is
     reported as if it had happened inside the command (the reader gone: a quiet
     exit 1; a full disk: exit 2)."""
-    from bnlint.files import take_stdout_error
-
-    try:
-        sys.stdout.flush()
-        failed = take_stdout_error()
-        if failed is not None:
-            raise failed
-    except BrokenPipeError:
+    failed = _stdout_error()
+    if isinstance(failed, BrokenPipeError):
         _silence_stdout()               # `bnlint ... | head`: not an error of ours
         sys.exit(1)
-    except OSError as err:
-        _cannot_write_stdout(err)
+    if failed is not None:
+        _cannot_write_stdout(failed)
 
 
 def _cannot_write_stdout(failed: OSError) -> None:

@@ -106,7 +106,6 @@ class Network:
             raise self._located(ForwardError(problem.message), problem.layer)
         rng = LazyRng(self.seed)
         slot_of: dict[int, int] = {}             # id(graph Blob) -> slot
-        last_use: dict[int, int] = {}
         unconsumed_inputs = []
         for blob in self.graph.inputs:
             shape = self._given_shapes.get(blob.name, blob.shape)
@@ -122,11 +121,8 @@ class Network:
                 step = self._build_step(lv, weights, rng, slot_of)
             except BnlintError as err:
                 raise self._located(err, lv) from None
-            for slot in step.bottoms:
-                last_use[slot] = len(self.steps)
             self.steps.append(step)
-        self._last_use = last_use
-        _mark_dying(self.steps, last_use)
+        self._last_use = _schedule(self.steps)
         self._outputs = unconsumed_inputs + [
             slot_of[id(b)] for b in self.graph.outputs()
             if id(b) in slot_of and self.slots[slot_of[id(b)]].shape is not None]
@@ -143,10 +139,7 @@ class Network:
             from bnlint.forward.fusion import fuse_steps
 
             steps = fuse_steps(self.steps, self.slots, set(self._outputs))
-            last_use = {slot: position for position, step in enumerate(steps)
-                        for slot in step.bottoms}
-            _mark_dying(steps, last_use)
-            self._fused = (steps, last_use)
+            self._fused = (steps, _schedule(steps))
         return self._fused
 
     def _new_slot(self, name: str, shape: Shape | None) -> int:
@@ -423,10 +416,14 @@ class Network:
         return array
 
 
-def _mark_dying(steps: list[_Step], last_use: dict[int, int]) -> None:
+def _schedule(steps: list[_Step]) -> dict[int, int]:
+    """Each blob slot's last reader (a step position), and each step's `dying` bottoms."""
+    last_use = {slot: position for position, step in enumerate(steps)
+                for slot in step.bottoms}
     for position, step in enumerate(steps):
         step.dying = tuple(slot for slot in step.bottoms if last_use[slot] == position
                            and step.bottoms.count(slot) == 1)
+    return last_use
 
 
 def _shape_equals(got: Shape, expected: Shape, legacy: bool | None) -> bool:

@@ -43,25 +43,21 @@ def fuse_steps(steps: Sequence[_Step], slots: Sequence[_Slot], outputs: set[int]
     """Copies of `steps` with each BatchNorm [+ Scale] [+ ReLU] chain replaced by one
     step, placed where the chain starts. Only the chain reads its inner blobs, and
     none of them is an output."""
-    readers: dict[int, int] = {}
-    for step in steps:
+    readers: dict[int, list[int]] = {}      # slot -> the steps reading it, once per read
+    for j, step in enumerate(steps):
         for slot in step.bottoms:
-            readers[slot] = readers.get(slot, 0) + 1
-
-    def only_reader(slot: int, step: _Step) -> bool:
-        return (readers.get(slot) == 1 and slot not in outputs
-                and len(step.bottoms) == 1 and step.bottoms[0] == slot)
+            readers.setdefault(slot, []).append(j)
 
     def next_step(i: int, kind: type) -> int | None:
-        """The step reading step i's one top, alone, if its op is a `kind`."""
-        if len(steps[i].tops) != 1:
+        """The step that alone reads step i's one top, and reads nothing else, if its op
+        is a `kind`; the top is no output."""
+        if len(steps[i].tops) != 1 or steps[i].tops[0] in outputs:
             return None
-        top = steps[i].tops[0]
-        for j in range(i + 1, len(steps)):
-            if top in steps[j].bottoms:
-                ok = isinstance(steps[j].op, kind) and only_reader(top, steps[j])
-                return j if ok else None
-        return None
+        reading = readers.get(steps[i].tops[0], [])
+        if len(reading) != 1:
+            return None
+        j = reading[0]
+        return j if isinstance(steps[j].op, kind) and len(steps[j].bottoms) == 1 else None
 
     replaced: dict[int, _Step] = {}
     dropped: set[int] = set()

@@ -3,6 +3,7 @@ pooling and proposals."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bnlint.caffe import forks
@@ -160,10 +161,9 @@ def prior_offsets(param) -> list[tuple[float, float]]:
 def opencv_box_sizes(param) -> tuple[list[float], list[float]]:
     """OpenCV's box widths and heights (float32) of one centre, in its order: the
     explicit width/height lists, or min_size, sqrt(min*max), then min*sqrt(ar) by
-    min/sqrt(ar) for each aspect ratio other than 1."""
-    import numpy as np
-
-    f32 = np.float32
+    min/sqrt(ar) for each aspect ratio other than 1. OpenCV's float sqrt, product and
+    quotient are Python's double ones rounded once to float32 (the same values: double
+    has more than twice float's precision), so the check path needs no NumPy."""
     widths, heights = fork_list(param, "width"), fork_list(param, "height")
     if len(widths) != len(heights):
         raise ShapeError(f"prior_box_param has {len(widths)} width but {len(heights)} "
@@ -177,16 +177,16 @@ def opencv_box_sizes(param) -> tuple[list[float], list[float]]:
     min_sizes, max_sizes = prior_sizes(param)
     if len(min_sizes) != 1 or len(max_sizes) > 1:
         raise ShapeError("OpenCV's PriorBox takes one min_size (and at most one max_size)")
-    low = f32(min_sizes[0])
-    out_w, out_h = [float(low)], [float(low)]
+    low = float32(min_sizes[0])
+    out_w, out_h = [low], [low]
     if max_sizes:
-        side = np.sqrt(f32(low * f32(max_sizes[0])))
-        out_w.append(float(side))
-        out_h.append(float(side))
+        side = float32(math.sqrt(float32(low * float32(max_sizes[0]))))
+        out_w.append(side)
+        out_h.append(side)
     for ar in ratios:
-        root = np.sqrt(f32(ar))
-        out_w.append(float(f32(low * root)))
-        out_h.append(float(f32(low / root)))
+        root = float32(math.sqrt(float32(ar)))
+        out_w.append(float32(low * root))
+        out_h.append(float32(low / root))
     return out_w, out_h
 
 

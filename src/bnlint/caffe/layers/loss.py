@@ -57,7 +57,7 @@ def _accuracy(layer, bottoms: list[Shape]) -> LayerShapes:
     expect_bottoms(bottoms, 2)
     tops: list[Shape] = [()]
     if len(layer.top) > 1:
-        if "weight_by_label_freqs" in layer.loss_param.DESCRIPTOR.fields_by_name:
+        if segnet_schema(layer):
             # caffe-segnet's older AccuracyLayer: top[1]->Reshape(shape(1), 1, 1, 1)
             tops.append((bottoms[0][1] if len(bottoms[0]) > 1 else 1, 1, 1, 1))
         else:
@@ -65,3 +65,9 @@ def _accuracy(layer, bottoms: list[Shape]) -> LayerShapes:
             tops.append((bottoms[0][axis],))
     return LayerShapes(tops=tops)
 
+
+def segnet_schema(layer) -> bool:
+    """Whether the layer is read in caffe-segnet's schema (alone or combined): its
+    LossParameter has `weight_by_label_freqs`, and its loss and accuracy layers are
+    that fork's own."""
+    return "weight_by_label_freqs" in layer.loss_param.DESCRIPTOR.fields_by_name

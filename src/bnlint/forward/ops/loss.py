@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlint.caffe.layers.base import canonical_axis
+from bnlint.caffe.layers.loss import segnet_schema
 from bnlint.errors import ForwardError
 from bnlint.forward.ops.base import via_double
 from bnlint.forward.ops.norm import softmax
@@ -450,10 +451,3 @@ class Accuracy(Op):
                     tops.append(np.where(seen == 0, np.float32(0), right / seen)
                                 .astype(np.float32))
         return tops
-
-
-def segnet_schema(layer) -> bool:
-    """Whether the layer is read in caffe-segnet's schema (alone or combined): its
-    LossParameter has `weight_by_label_freqs`, and its loss and accuracy layers are
-    that fork's own."""
-    return "weight_by_label_freqs" in layer.loss_param.DESCRIPTOR.fields_by_name

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Sequence
 
-
 from bnlint.caffe.inputs import find_inputs
 from bnlint.caffe.net import (DATA_LAYER_TYPES, LOSS_LAYER_TYPES, Blob, LayerView, NetGraph,
                               NetInput, NetState, NetView)

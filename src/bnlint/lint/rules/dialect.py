@@ -108,8 +108,8 @@ class DialectFieldConflict(Rule):
                 continue
             shown.add(conflict)
             kept, dropped = (dialect.parts[conflict.kept_by], dialect.parts[conflict.dropped_by])
-            why = (f"the first fork's, as detected; both are forks' own fields, so "
-                   f"--dialect refuses this pair: give your fork's caffe.proto with --proto"
+            why = ("the first fork's, as detected; both are forks' own fields, so "
+                   "--dialect refuses this pair: give your fork's caffe.proto with --proto"
                    if conflict.reason == FIRST_FORK
                    else f"{kept}'s own field wins over BVLC's, which {dropped} keeps")
             text = (f"field {conflict.number} of {message} is '{conflict.dropped}' in "

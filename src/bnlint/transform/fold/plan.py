@@ -256,11 +256,11 @@ class Planner(PlanOutput):
         if target is not None:
             return self._fold(bn, scale, target, k, c, end, end_layer, notes)
         if self.keep_unfoldable:
-            return Site(bn, KEPT, f"not foldable, {why} (--keep-unfoldable)", notes=notes,
-                        cause=why.code)
+            return Site(bn, KEPT, Reason(why.code, f"not foldable, {why} (--keep-unfoldable)"),
+                        notes=notes)
         if shape is not None and len(shape) < 2:
-            return Site(bn, KEPT, f"not foldable, {why}; and a Scale needs a channel axis",
-                        notes=notes, cause=why.code)
+            return Site(bn, KEPT, Reason(why.code, f"not foldable, {why}; and a Scale needs a "
+                                                   f"channel axis"), notes=notes)
         if scale is not None and (self._rewritten_between(bn.bottoms[0], bn, scale) or
                                   scalar_text(scale.find_all("bottom")[0]) is None or
                                   scalar_text(bn.find_all("bottom")[0]) is None):
@@ -293,8 +293,8 @@ class Planner(PlanOutput):
             weight, bias = fold_affine64(target.weight, target.bias, k, c, target.out_axis,
                                           target.groups)
         except ValueError as err:
-            return Site(bn, KEPT, f"its producer's weights do not fit: {err}", notes=notes,
-                        cause="weights-mismatch")
+            return Site(bn, KEPT, Reason("weights-mismatch", f"its producer's weights do not "
+                                                             f"fit: {err}"), notes=notes)
         if target.bias is None:
             notes.append("bias added")
         target.weight, target.bias = weight, bias

@@ -58,16 +58,16 @@ class Site:
 
     batchnorm: LayerView
     action: str                           # FOLDED, AS_SCALE, KEPT or CONVERTED
-    reason: str = ""                      # why not folded (or not converted)
+    reason: str = ""                      # why not folded (or not converted): a Reason
     scale: LayerView | None = None        # the Scale absorbed with it
     into: LayerView | None = None         # FOLDED: the producer; AS_SCALE: the Scale layer
     notes: list[str] = field(default_factory=list)
     added: str | None = None              # CONVERTED: the new Scale layer's name, if any
-    cause: str = ""                       # why not folded: a CAUSES code ("" when folded)
 
-    def __post_init__(self) -> None:
-        if not self.cause and isinstance(self.reason, Reason):
-            self.cause = self.reason.code
+    @property
+    def cause(self) -> str:
+        """Why not folded: the CAUSES code of its Reason ("" when folded)."""
+        return getattr(self.reason, "code", "")
 
     @property
     def name(self) -> str:
